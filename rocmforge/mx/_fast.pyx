@@ -38,37 +38,40 @@ cdef inline uint32_t _f2u(float f) noexcept nogil:
     return u
 
 
-cdef inline uint32_t _encode(const Fmt* f, float v) noexcept nogil:
-    """v / X already applied; |v| < 2**(emax+1), finite."""
+cdef inline uint32_t _encode_fp(float v, uint32_t shift, uint32_t base, float sub_mul,
+                                float sub_limit, uint32_t max_code,
+                                uint32_t sign_shift) noexcept nogil:
+    """FP element code of v (v / X already applied; |v| < 2**(emax+1), finite).
+
+    Normal range: round the fp32 bit pattern to ``mbits`` mantissa bits (nearest even)
+    and rebias the exponent; subnormal range: round v / smallest-subnormal to an
+    integer.  Both are computed and one selected with masks (no branches)."""
     cdef float a = fabsf(v)
-    cdef uint32_t code, u, sub, m
-    cdef int shift
-    if f.is_int:
-        code = _rint(a * 64.0)
-        if code > <uint32_t>f.max_code:
-            code = f.max_code
-        if v < 0:
-            code = (256 - code) & 0xFF
-        return code
-    # both candidates, then a select: branch-free for the compiler
-    u = _f2u(a)
-    shift = 23 - f.mbits
+    cdef uint32_t u = _f2u(a)
+    cdef uint32_t code, sub, m
     u += ((<uint32_t>1 << (shift - 1)) - 1) + ((u >> shift) & 1)
-    code = (u >> shift) - (<uint32_t>(127 - f.bias) << f.mbits)     # normal range
-    sub = _rint(a * f.sub_mul)                                         # subnormal range
-    m = 0u - <uint32_t>(a < f.sub_limit)                              # all ones if subnormal
+    code = (u >> shift) - base                                         # normal range
+    sub = _rint(a * sub_mul)                                           # subnormal range
+    m = 0u - <uint32_t>(a < sub_limit)                                 # all ones if subnormal
     code = (sub & m) | (code & ~m)
-    m = 0u - <uint32_t>(code > <uint32_t>f.max_code)                  # all ones if saturating
-    code = (<uint32_t>f.max_code & m) | (code & ~m)
-    code |= (_f2u(v) >> 31) << (f.bits - 1)
-    return code
+    m = 0u - <uint32_t>(code > max_code)                               # all ones if saturating
+    code = (max_code & m) | (code & ~m)
+    return code | ((_f2u(v) >> 31) << sign_shift)
+
+
+cdef inline uint32_t _encode_int(float v) noexcept nogil:
+    """MXINT8 code of v: round(v * 64) to nearest even, saturate to +-127, two's complement."""
+    cdef uint32_t code = _rint(fabsf(v) * 64.0)
+    if code > 127:
+        code = 127
+    return (0u - code) & 0xFF if v < 0 else code
 
 
 cdef void _quantize_block(const Fmt* f, const float* x, uint8_t* out) noexcept nogil:
     cdef uint32_t umax = 0, u
     cdef int i, e, j
     cdef uint32_t c[32]
-    cdef uint32_t w
+    cdef uint32_t w, shift, base, sign_shift
     cdef float inv
     for i in range(32):
         u = _f2u(x[i]) & 0x7FFFFFFF
@@ -88,8 +91,16 @@ cdef void _quantize_block(const Fmt* f, const float* x, uint8_t* out) noexcept n
         e = -127
     out[0] = <uint8_t>(e + 127)
     inv = ldexpf(1.0, -e)                        # exact: 2**-127 .. 2**127
-    for i in range(32):
-        c[i] = _encode(f, x[i] * inv)
+    if f.is_int:
+        for i in range(32):
+            c[i] = _encode_int(x[i] * inv)
+    else:
+        shift = 23 - f.mbits
+        base = <uint32_t>(127 - f.bias) << f.mbits
+        sign_shift = f.bits - 1
+        for i in range(32):
+            c[i] = _encode_fp(x[i] * inv, shift, base, f.sub_mul, f.sub_limit,
+                              <uint32_t>f.max_code, sign_shift)
     if f.bits == 4:
         for j in range(16):
             out[1 + j] = <uint8_t>(c[j] | (c[j + 16] << 4))
@@ -108,25 +119,30 @@ cdef void _dequantize_block(const Fmt* f, const uint8_t* b, float* y) noexcept n
     cdef int j
     cdef uint32_t w
     cdef float s
+    cdef float lut[64]
     if b[0] == 0xFF:
         for j in range(32):
             y[j] = NAN
         return
     s = ldexpf(1.0, <int>b[0] - 127)            # exact, 2**-127 .. 2**127
-    if f.bits == 4:
-        for j in range(16):
-            y[j] = f.table[b[1 + j] & 0xF] * s
-            y[j + 16] = f.table[b[1 + j] >> 4] * s
-    elif f.bits == 6:
-        for j in range(8):
-            w = b[1 + 3 * j] | (<uint32_t>b[2 + 3 * j] << 8) | (<uint32_t>b[3 + 3 * j] << 16)
-            y[4 * j] = f.table[w & 0x3F] * s
-            y[4 * j + 1] = f.table[(w >> 6) & 0x3F] * s
-            y[4 * j + 2] = f.table[(w >> 12) & 0x3F] * s
-            y[4 * j + 3] = f.table[w >> 18] * s
-    else:
+    if f.bits == 8:                             # 256 codes: scale after the lookup
         for j in range(32):
             y[j] = f.table[b[1 + j]] * s
+        return
+    for j in range(1 << f.bits):                # this block's value of every code
+        lut[j] = f.table[j] * s
+    if f.bits == 4:                             # low nibbles, then high nibbles
+        for j in range(16):
+            y[j] = lut[b[1 + j] & 0xF]
+        for j in range(16):
+            y[j + 16] = lut[b[1 + j] >> 4]
+    else:
+        for j in range(8):
+            w = b[1 + 3 * j] | (<uint32_t>b[2 + 3 * j] << 8) | (<uint32_t>b[3 + 3 * j] << 16)
+            y[4 * j] = lut[w & 0x3F]
+            y[4 * j + 1] = lut[(w >> 6) & 0x3F]
+            y[4 * j + 2] = lut[(w >> 12) & 0x3F]
+            y[4 * j + 3] = lut[w >> 18]
 
 
 cdef Fmt _make_fmt(spec, table):
