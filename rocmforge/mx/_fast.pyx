@@ -115,34 +115,41 @@ cdef void _quantize_block(const Fmt* f, const float* x, uint8_t* out) noexcept n
             out[1 + j] = <uint8_t>c[j]
 
 
+cdef inline float _u2f(uint32_t u) noexcept nogil:
+    cdef float f
+    memcpy(&f, &u, 4)
+    return f
+
+
 cdef void _dequantize_block(const Fmt* f, const uint8_t* b, float* y) noexcept nogil:
     cdef int j
     cdef uint32_t w
     cdef float s
-    cdef float lut[64]
+    cdef float lut[16]
     if b[0] == 0xFF:
         for j in range(32):
             y[j] = NAN
         return
-    s = ldexpf(1.0, <int>b[0] - 127)            # exact, 2**-127 .. 2**127
+    # 2**(b - 127) built from its bits: exponent field b, or 2**-127 = 0x00400000 (subnormal)
+    s = _u2f((<uint32_t>b[0]) << 23 if b[0] else 0x00400000u)
     if f.bits == 8:                             # 256 codes: scale after the lookup
         for j in range(32):
             y[j] = f.table[b[1 + j]] * s
         return
-    for j in range(1 << f.bits):                # this block's value of every code
-        lut[j] = f.table[j] * s
-    if f.bits == 4:                             # low nibbles, then high nibbles
+    if f.bits == 4:                             # 16 scaled values, then pure lookups
+        for j in range(16):
+            lut[j] = f.table[j] * s
         for j in range(16):
             y[j] = lut[b[1 + j] & 0xF]
         for j in range(16):
             y[j + 16] = lut[b[1 + j] >> 4]
-    else:
-        for j in range(8):
-            w = b[1 + 3 * j] | (<uint32_t>b[2 + 3 * j] << 8) | (<uint32_t>b[3 + 3 * j] << 16)
-            y[4 * j] = lut[w & 0x3F]
-            y[4 * j + 1] = lut[(w >> 6) & 0x3F]
-            y[4 * j + 2] = lut[(w >> 12) & 0x3F]
-            y[4 * j + 3] = lut[w >> 18]
+        return
+    for j in range(8):                          # 6-bit: 4 codes in 3 bytes
+        w = b[1 + 3 * j] | (<uint32_t>b[2 + 3 * j] << 8) | (<uint32_t>b[3 + 3 * j] << 16)
+        y[4 * j] = f.table[w & 0x3F] * s
+        y[4 * j + 1] = f.table[(w >> 6) & 0x3F] * s
+        y[4 * j + 2] = f.table[(w >> 12) & 0x3F] * s
+        y[4 * j + 3] = f.table[w >> 18] * s
 
 
 cdef Fmt _make_fmt(spec, table):
