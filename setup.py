@@ -1,16 +1,25 @@
 """Build rocmforge: every ``rocmforge/**/*.pyx`` becomes a Cython extension.
 
+Building also builds the GPU code objects (tools/build_kernels.py: AMD .hsaco with
+clang-19, NVIDIA .cubin with nvcc) into rocmforge/_kernels/ when they are stale; a
+missing compiler is reported and skipped, not fatal.
+
 Environment switches:
   ROCMFORGE_BOUNDSCHECK=1   compile Cython with boundscheck/wraparound on (debugging)
   ROCMFORGE_ONLY=glob       build only extensions whose dotted name matches the glob
                             (e.g. ``rocmforge.gguf.*``), for quick local rebuilds
+  ROCMFORGE_SKIP_KERNELS=1  do not build the GPU code objects
 """
 import fnmatch
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 from setuptools import find_packages, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 from setuptools.extension import Extension
 
 HERE = Path(__file__).parent.resolve()
@@ -39,6 +48,29 @@ def _extensions():
     })
 
 
+def _build_kernels():
+    if os.environ.get("ROCMFORGE_SKIP_KERNELS") == "1":
+        return
+    subprocess.run([sys.executable, str(HERE / "tools" / "build_kernels.py"), "--if-stale"],
+                   check=True)
+
+
+class BuildPy(build_py):
+    """Wheels: build the code objects before the package data is collected."""
+
+    def run(self):
+        _build_kernels()
+        super().run()
+
+
+class BuildExt(build_ext):
+    """`pip install -e .` and `setup.py build_ext --inplace` build the code objects too."""
+
+    def run(self):
+        _build_kernels()
+        super().run()
+
+
 setup(
     name="rocmforge",
     version="0.1.0",
@@ -49,6 +81,7 @@ setup(
     packages=find_packages(include=["rocmforge", "rocmforge.*"]),
     package_data={"rocmforge": ["_kernels/*", "_kernels/**/*"]},
     ext_modules=_extensions(),
+    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
     install_requires=["numpy>=1.23"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ml_dtypes>=0.4", "gguf>=0.10", "regex",

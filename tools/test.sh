@@ -10,7 +10,9 @@ if ! command -v clang++-19 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1
   echo "[test.sh] installing clang-19 lld-19 llvm-19 from Debian"
   (apt-get update -qq && apt-get install -y -qq clang-19 lld-19 llvm-19) >/dev/null
 fi
-echo "[test.sh] pip install -e .[test]"
+echo "[test.sh] pip install -e .[test] (builds the Cython extensions and the GPU code objects)"
 "$PY" -m pip install -q -e ".[test]"
+# every AMD and NVIDIA code object must exist: the CPU tests check their metadata
+"$PY" tools/build_kernels.py --if-stale --require all
 echo "[test.sh] pytest"
 "$PY" -m pytest -q -p no:cacheprovider "$@"
