@@ -101,7 +101,7 @@ def pack(codes, fmt: MxFormat) -> np.ndarray:
     fmt = MxFormat.parse(fmt)
     c = np.asarray(codes, dtype=np.uint8)
     lead, n = c.shape[:-1], c.shape[-1]
-    c = c.reshape(*lead, n // BLOCK_SIZE, BLOCK_SIZE).astype(np.uint32)
+    c = c.reshape(*lead, n // BLOCK_SIZE, BLOCK_SIZE).astype(np.uint32)   # explicit: 0-size ok
     bits = fmt.spec.bits
     if bits == 4:        # byte j: element j (low nibble), element j + 16 (high nibble)
         out = c[..., :16] | (c[..., 16:] << 4)
@@ -111,7 +111,7 @@ def pack(codes, fmt: MxFormat) -> np.ndarray:
         out = np.stack([w & 0xFF, (w >> 8) & 0xFF, w >> 16], axis=-1)
     else:
         out = c
-    return out.astype(np.uint8).reshape(*lead, -1)
+    return out.astype(np.uint8).reshape(*lead, n // BLOCK_SIZE * bits * 4)
 
 
 def unpack(packed, fmt: MxFormat) -> np.ndarray:
@@ -121,7 +121,7 @@ def unpack(packed, fmt: MxFormat) -> np.ndarray:
     bits = fmt.spec.bits
     per_block = BLOCK_SIZE * bits // 8
     lead = p.shape[:-1]
-    p = p.reshape(*lead, -1, per_block).astype(np.uint32)
+    p = p.reshape(*lead, p.shape[-1] // per_block, per_block).astype(np.uint32)
     if bits == 4:
         out = np.concatenate([p & 0xF, p >> 4], axis=-1)
     elif bits == 6:
@@ -130,7 +130,7 @@ def unpack(packed, fmt: MxFormat) -> np.ndarray:
         out = np.stack([(w >> (6 * i)) & 0x3F for i in range(4)], axis=-1)
     else:
         out = p
-    return out.astype(np.uint8).reshape(*lead, -1)
+    return out.astype(np.uint8).reshape(*lead, p.shape[-2] * BLOCK_SIZE)
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -141,7 +141,7 @@ def quantize(x, fmt: MxFormat) -> np.ndarray:
     fmt = MxFormat.parse(fmt)
     x = np.asarray(x)
     lead, k = x.shape[:-1], x.shape[-1]
-    blocks = x.astype(np.float64).reshape(-1, BLOCK_SIZE)     # (nblocks, 32)
+    blocks = x.astype(np.float64).reshape(x.size // BLOCK_SIZE, BLOCK_SIZE)   # (nblocks, 32)
     finite = np.isfinite(blocks).all(axis=1)
     amax = np.where(finite, np.abs(np.where(np.isfinite(blocks), blocks, 0)).max(axis=1), 0.0)
     nonzero = finite & (amax > 0)
@@ -164,8 +164,8 @@ def dequantize(data, fmt: MxFormat, dtype=np.float32) -> np.ndarray:
     fmt = MxFormat.parse(fmt)
     d = np.asarray(data, dtype=np.uint8)
     lead = d.shape[:-1]
-    blocks = d.reshape(-1, fmt.block_bytes)
+    blocks = d.reshape(d.size // fmt.block_bytes, fmt.block_bytes)
     vals = decode_table(fmt)[unpack(blocks[:, 1:], fmt)] * e8m0_decode(blocks[:, 0])[:, None]
     vals += 0.0                     # a zero element dequantizes to +0, as in ggml's MXFP4
     with np.errstate(over="ignore"):     # beyond the float16 range -> inf, as a cast does
-        return vals.astype(dtype).reshape(*lead, -1)
+        return vals.astype(dtype).reshape(*lead, d.shape[-1] // fmt.block_bytes * BLOCK_SIZE)

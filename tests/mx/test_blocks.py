@@ -195,3 +195,12 @@ def test_dequantize_into_out(impl):
             np.testing.assert_array_equal(out, mx.dequantize(q, fmt, dt, impl=impl))
     with pytest.raises(ValueError, match=r"out must be a C-contiguous float32 array of shape \(3, 64\)"):
         mx.dequantize(q, "mxint8", out=np.empty((3, 32), np.float32))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty_inputs(impl):
+    for fmt in ALL:
+        q = mx.quantize(np.zeros((0, 64), np.float32), fmt, impl=impl)
+        assert q.shape == (0, 2 * fmt.block_bytes)
+        assert mx.dequantize(q, fmt, impl=impl).shape == (0, 64)
+        assert mx.dequantize(np.zeros((3, 0), np.uint8), fmt, impl=impl).shape == (3, 0)
