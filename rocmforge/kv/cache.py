@@ -188,8 +188,12 @@ class KvCache:
         cfg = self.config
         t = self._table(seq_id)
         layer = self._layer(layer)
-        k = self._check_rows("k", k)
-        v = self._check_rows("v", v)
+        prepare = getattr(self.storage, "prepare_rows", None)   # device storage encodes on write
+        if prepare is not None:
+            k, v = prepare("k", k), prepare("v", v)       # (n_tokens, num_heads, head_dim)
+        else:
+            k = self._check_rows("k", k)
+            v = self._check_rows("v", v)
         if k.shape[0] != v.shape[0]:
             raise ValueError(f"append: k has {k.shape[0]} tokens, v has {v.shape[0]}")
         n = k.shape[0]
@@ -200,8 +204,11 @@ class KvCache:
                 f"more than layer {layer - 1} ({t.lengths[layer - 1]}); append layer by layer")
         if n == 0:
             return
-        k_rows = encode_rows(cfg.dtype, k.reshape(n, cfg.row_values))   # (n, row_bytes)
-        v_rows = encode_rows(cfg.dtype, v.reshape(n, cfg.row_values))
+        if prepare is not None:
+            k_rows, v_rows = k, v                          # Storage.write encodes them
+        else:
+            k_rows = encode_rows(cfg.dtype, k.reshape(n, cfg.row_values))   # (n, row_bytes)
+            v_rows = encode_rows(cfg.dtype, v.reshape(n, cfg.row_values))
         cow, n_new = self._plan(t, layer, n)
         fresh = self.pool.allocate(len(cow) + n_new)      # KvCacheFull here: nothing changed
         for idx, dst in zip(cow, fresh):

@@ -54,3 +54,70 @@ def launch_blocks(device, name: str, out, inp, n_blocks: int, threads_per_block:
     if grid > 0x7FFFFFFF:
         raise ValueError(f"{name}: {n_blocks} blocks need a grid of {grid} > 2**31 - 1")
     get_kernel(device, name).launch((grid,), (THREADS,), out, inp, n_blocks, stream=stream)
+
+# ---------------------------------------------------------------- model forward pass
+# kernels/linear.hip (rocmforge.ops.linear) and kernels/model_ops.hip (rocmforge.ops.model_ops)
+_P, _U64, _U32, _I32, _F = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int32,
+                            ctypes.c_float)
+LINEAR_TYPE_NAMES = ("f32", "f16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k", "mxfp4", "mxfp6_e2m3",
+                     "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8")
+for _t in LINEAR_TYPE_NAMES:
+    # linear_<t>(float* y, const u8* w, const float* x, u64 n_tok, u32 n_out, u32 n_in)
+    KERNELS[f"linear_{_t}"] = ("linear", (("y", _P), ("w", _P), ("x", _P), ("n_tok", _U64),
+                                          ("n_out", _U32), ("n_in", _U32)))
+    # linear1_<t>: the same with a tile of one token (decode)
+    KERNELS[f"linear1_{_t}"] = ("linear", KERNELS[f"linear_{_t}"][1])
+    # embed_<t>(float* out, const u8* w, const i32* tokens, u64 n_tok, u32 n_in, float scale)
+    KERNELS[f"embed_{_t}"] = ("linear", (("out", _P), ("w", _P), ("tokens", _P), ("n_tok", _U64),
+                                         ("n_in", _U32), ("scale", _F)))
+KERNELS.update({
+    "rms_norm_f32": ("model_ops", (("out", _P), ("x", _P), ("w", _P), ("n_rows", _U64),
+                                   ("width", _U32), ("eps", _F))),
+    "rms_norm_add_f32": ("model_ops", (("x", _P), ("o", _P), ("w", _P), ("n_rows", _U64),
+                                       ("width", _U32), ("eps", _F))),
+    "add_f32": ("model_ops", (("x", _P), ("o", _P), ("n", _U64))),
+    "act_mul_f32": ("model_ops", (("out", _P), ("g", _P), ("u", _P), ("n", _U64), ("kind", _U32))),
+    "rope_f32": ("model_ops", (("x", _P), ("pos", _P), ("tab", _P), ("n_tok", _U64),
+                               ("heads", _U32), ("d", _U32), ("d_rot", _U32), ("neox", _U32))),
+    "kv_store_f32": ("model_ops", (("kc", _P), ("vc", _P), ("k", _P), ("v", _P), ("slot", _P),
+                                   ("pos", _P), ("n_tok", _U64), ("row", _U32),
+                                   ("slot_stride", _U64), ("layer_off", _U64))),
+    "attention_f32": ("model_ops", (("out", _P), ("part", _P), ("q", _P), ("kc", _P), ("vc", _P),
+                                    ("fk", _P), ("fv", _P), ("slot", _P), ("pos", _P),
+                                    ("n_tok", _U64), ("H", _U32), ("KV", _U32), ("d", _U32),
+                                    ("slot_stride", _U64), ("layer_off", _U64),
+                                    ("fresh_start", _I32), ("window", _I32), ("scale", _F),
+                                    ("n_split", _U32))),
+    "attention_combine_f32": ("model_ops", (("out", _P), ("part", _P), ("n_rows", _U64),
+                                            ("d", _U32), ("n_split", _U32))),
+    "qk_rope_f32": ("model_ops", (("q", _P), ("k", _P), ("qw", _P), ("kw", _P), ("pos", _P),
+                                  ("tab", _P), ("n_tok", _U64), ("H", _U32), ("KV", _U32),
+                                  ("d", _U32), ("d_rot", _U32), ("neox", _U32),
+                                  ("use_norm", _U32), ("eps", _F))),
+    "residual_norm_f32": ("model_ops", (("x", _P), ("h", _P), ("o", _P), ("w_post", _P),
+                                        ("w_next", _P), ("n_rows", _U64), ("width", _U32),
+                                        ("eps", _F), ("post", _U32), ("next", _U32))),
+})
+
+# KV cache (kernels/kv_cache.hip, kernels/attention.hip; wrappers in rocmforge/ops/attention.py)
+KV_DTYPE_NAMES = ("f32", "f16", "bf16", "mxfp8_e4m3", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4")
+ATTN_HEAD_DIMS = (64, 128, 256)
+ATTN_GROUPS = (1, 2, 4)        # query heads per workgroup (a KV head's group is split into these)
+_P, _I, _F = ctypes.c_void_p, ctypes.c_int32, ctypes.c_float
+# kv_write_<dtype>(k_pages, v_pages, k, v, pages, slots, n_tokens, row_values, row_bytes, page_size)
+KV_WRITE_SIGNATURE = (("k_pages", _P), ("v_pages", _P), ("k", _P), ("v", _P), ("pages", _P),
+                      ("slots", _P), ("n_tokens", _I), ("row_values", _I), ("row_bytes", _I),
+                      ("page_size", _I))
+ATTN_DECODE_SIGNATURE = (
+    ("part_o", _P), ("part_ml", _P), ("q", _P), ("k_pages", _P), ("v_pages", _P),
+    ("page_table", _P), ("seq_lens", _P), ("n_q_heads", _I), ("n_kv_heads", _I), ("q_sub", _I),
+    ("page_size", _I), ("page_shift", _I), ("row_bytes", _I), ("table_stride", _I),
+    ("n_splits", _I), ("split_len", _I), ("window", _I), ("scale", _F), ("softcap", _F))
+ATTN_COMBINE_SIGNATURE = (("out", _P), ("part_o", _P), ("part_ml", _P), ("n_splits", _I),
+                          ("head_dim", _I))
+for _t in KV_DTYPE_NAMES:
+    KERNELS[f"kv_write_{_t}"] = ("kv_cache", KV_WRITE_SIGNATURE)
+    for _d in ATTN_HEAD_DIMS:
+        for _g in ATTN_GROUPS:
+            KERNELS[f"attn_decode_{_t}_d{_d}_g{_g}"] = ("attention", ATTN_DECODE_SIGNATURE)
+KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)

@@ -1,0 +1,638 @@
+// kernels/attention.hip: paged decode attention over the quantized KV cache (split-K,
+// "flash decoding"), dequantizing K/V pages in registers.
+//
+// Math (rocmforge.kv.attention.decode_attention): one query per sequence at its last
+// position; query head h reads KV head h // group; s = scale * q.k, with softcap
+// s = cap * tanh(s / cap); window w keeps the last w positions; softmax over them; o = p.V.
+//
+// Pages (device layout == host Storage, docs/KV_CACHE.md):
+//   k_pages, v_pages: uint8 (max_pages, page_size, row_bytes) of one layer; a token row is
+//   every KV head, head after head, HB = head_dim * bits_per_value / 8 bytes each (MX:
+//   head_dim / 32 whole blocks, so a head never splits a block).  The buffers must be
+//   readable 16 bytes past their end (DeviceStorage allocates that slack): MX lanes read
+//   whole aligned 32-bit words around their bytes.
+//
+// Work split.  Kernel 1, attn_decode_<dtype>_d<D>_g<G>: one workgroup (256 threads) per
+// (sequence b, split, KV head, sub-group of G query heads); a split is `split_len`
+// consecutive positions of the attended range [start, len).  Inside, LPT = D / 16 lanes
+// share a token (lane li holds 16 of its values: MXFP8/MXFP6/plain: values 16*li ..
+// 16*li + 15; MXFP4: values 32*(li/2) + 8*(li%2) + {0..7, 16..23}, which are whole bytes of
+// the block), so NS = 256 / LPT "slots" work on tokens base + slot, base + slot + NS, ...,
+// C tokens per slot per step (loads of K and V for the C tokens are issued together).
+// Each slot keeps its own online softmax (max m, sum l, acc[G][16]); scores are partial
+// dot products (block scale applied once per lane) summed over the LPT lanes with xor
+// shuffles.  At the end the slots are merged through LDS and the workgroup writes its
+// partial (acc relative to M, M, L) for each of its G heads.
+// Kernel 2, attn_combine: one workgroup per (sequence, query head) merges the splits:
+// out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
+// (scores times log2 e).
+//
+// Entry points (256 threads per workgroup):
+//   attn_decode_<dtype>_d<64|128|256>_g<1|2|4>(     grid = batch * n_splits * n_kv_heads * q_sub
+//       float*        part_o,      // (batch, n_q_heads, n_splits, D) float32
+//       float*        part_ml,     // (batch, n_q_heads, n_splits, 2): M (base 2), L
+//       const float*  q,           // (batch, n_q_heads, D) float32, 16-byte aligned
+//       const rf_u8*  k_pages,     // (max_pages, page_size, row_bytes) one layer's K
+//       const rf_u8*  v_pages,     // (max_pages, page_size, row_bytes) one layer's V
+//       const rf_i32* page_table,  // (batch, table_stride) page ids of each sequence
+//       const rf_i32* seq_lens,    // (batch,) tokens of each sequence (>= 1)
+//       rf_i32 n_q_heads, rf_i32 n_kv_heads, rf_i32 q_sub,   // q_sub = group / G
+//       rf_i32 page_size, rf_i32 page_shift,                 // page_shift = log2 or -1
+//       rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits, rf_i32 split_len,
+//       rf_i32 window,                                       // 0: none
+//       float scale, float softcap)                          // softcap 0: none
+//   attn_combine(float* out,            // (n_rows, D) float32, n_rows = batch * n_q_heads
+//                const float* part_o,   // (n_rows, n_splits, D)
+//                const float* part_ml,  // (n_rows, n_splits, 2)
+//                rf_i32 n_splits, rf_i32 head_dim)            grid = n_rows
+#include "rocmforge/mx.h"
+
+#define RF_THREADS 256
+#define RF_LOG2E 1.4426950408889634f
+
+// ---------------------------------------------------------------- per-dtype lane access
+// KIND: 0 F32, 1 F16, 2 BF16, 3 MX (format F).
+template <int KIND, class F>
+struct rf_kv_fmt {
+  static constexpr int ES = KIND == 0 ? 4 : 2;                      // plain: bytes / value
+  static constexpr int CB = KIND == 3 ? 2 * F::bits : 16 * ES;      // code bytes per lane
+  static constexpr int NW = KIND == 3 ? CB / 4 + 1 : CB / 4;        // raw words per lane
+  static constexpr int C = KIND == 3 ? 4 : (KIND == 0 ? 1 : 2);     // tokens per slot step
+  // index within the head of the lane's value k (0..15)
+  static RF_DEVICE int elem(int li, int k) {
+    if (KIND == 3 && F::bits == 4)
+      return (li >> 1) * 32 + (k < 8 ? (li & 1) * 8 + k : 16 + (li & 1) * 8 + (k - 8));
+    return li * 16 + k;
+  }
+};
+
+// Load the lane's bytes of one token's head slice `head` (or zeros when !valid).
+template <int KIND, class F>
+RF_DEVICE void rf_lane_load(const rf_u8* __restrict__ head, int li, bool valid, rf_u32 (&w)[rf_kv_fmt<KIND, F>::NW],
+                            rf_u32& sh, rf_u32& sb) {
+  typedef rf_kv_fmt<KIND, F> K;
+  if (KIND == 3) {
+    const rf_u8* blk = head + (li >> 1) * F::block_bytes;
+    const rf_u64 a = (rf_u64)(blk + 1 + (li & 1) * K::CB);
+    const rf_u32* ab = (const rf_u32*)(a & ~(rf_u64)3);
+    sh = valid ? (rf_u32)(a & 3u) * 8u : 0u;
+    sb = valid ? (rf_u32)blk[0] : 0u;
+#pragma unroll
+    for (int i = 0; i < K::NW; ++i) w[i] = valid ? ab[i] : 0u;
+  } else {
+    const rf_u32x4* p = (const rf_u32x4*)(head + li * K::CB);
+    sh = 0u;
+    sb = 0u;
+#pragma unroll
+    for (int i = 0; i < K::NW / 4; ++i) {
+      rf_u32x4 x;
+      x.x = x.y = x.z = x.w = 0u;
+      if (valid) x = p[i];
+      w[4 * i] = x.x; w[4 * i + 1] = x.y; w[4 * i + 2] = x.z; w[4 * i + 3] = x.w;
+    }
+  }
+}
+
+// Raw words -> the lane's 16 values without the block scale (d) and the block scale.
+template <int KIND, class F>
+RF_DEVICE float rf_lane_decode(const rf_u32 (&raw)[rf_kv_fmt<KIND, F>::NW], rf_u32 sh, rf_u32 sb, float (&d)[16]) {
+  typedef rf_kv_fmt<KIND, F> K;
+  if (KIND == 0) {
+#pragma unroll
+    for (int k = 0; k < 16; ++k) d[k] = rf_uint_as_float(raw[k]);
+    return 1.0f;
+  } else if (KIND == 1) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      d[2 * i] = rf_half_bits_to_float((rf_u16)(raw[i] & 0xffffu));
+      d[2 * i + 1] = rf_half_bits_to_float((rf_u16)(raw[i] >> 16));
+    }
+    return 1.0f;
+  } else if (KIND == 2) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      d[2 * i] = rf_uint_as_float(raw[i] << 16);
+      d[2 * i + 1] = rf_uint_as_float(raw[i] & 0xffff0000u);
+    }
+    return 1.0f;
+  } else {
+    constexpr int NC = K::CB / 4;  // aligned code words
+    rf_u32 w[NC + 1];
+#pragma unroll
+    for (int i = 0; i < NC; ++i) w[i] = rf_funnel_r(raw[i], raw[i + 1], sh);
+    w[NC] = 0u;
+    if (F::bits == 8) {
+#if defined(RF_HAVE_FP8_CVT)
+      if (F::special == 1) {
+#pragma unroll
+        for (int k = 0; k < 16; k += 2) rf_cvt_e4m3x2_to_float2((w[k >> 2] >> (8 * (k & 3))) & 0xffffu, d[k], d[k + 1]);
+      } else
+#endif
+      {
+#pragma unroll
+        for (int k = 0; k < 16; ++k) d[k] = rf_mx_decode_fp<F>((w[k >> 2] >> (8 * (k & 3))) & 0xffu);
+      }
+    } else if (F::bits == 6) {
+#pragma unroll
+      for (int k = 0; k < 16; ++k) {
+        const int bit = 6 * k, i = bit >> 5, o = bit & 31;
+        const rf_u32 c = (o <= 26 ? (w[i] >> o) : rf_funnel_r(w[i], w[i + 1], (rf_u32)o)) & 63u;
+        d[k] = rf_mx_decode_fp<F>(c);
+      }
+    } else {  // 4 bits: byte j holds value k = j (low nibble) and k = j + 8 (high nibble)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const rf_u32 byte = (w[j >> 2] >> (8 * (j & 3))) & 0xffu;
+        d[j] = rf_mx_decode_fp<F>(byte & 15u);
+        d[j + 8] = rf_mx_decode_fp<F>(byte >> 4);
+      }
+    }
+    return rf_e8m0_to_float(sb);
+  }
+}
+
+RF_DEVICE float rf_shfl_xor_f(float v, int m) { return rf_uint_as_float(rf_shfl_xor_u32(rf_float_as_uint(v), m)); }
+
+RF_DEVICE float rf_softcap(float x, float cap) {  // cap * tanh(x / cap)
+  const float e = rf_expf(2.0f * x / cap);
+  return cap * (1.0f - 2.0f / (e + 1.0f));
+}
+
+// ---------------------------------------------------------------- kernel 1
+template <int KIND, class F, int D, int G>
+RF_DEVICE void rf_attn_decode(float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,
+                              const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,
+                              const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens,
+                              rf_i32 n_q_heads, rf_i32 n_kv_heads, rf_i32 q_sub, rf_i32 page_size,
+                              rf_i32 page_shift, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,
+                              rf_i32 split_len, rf_i32 window, float scale, float softcap) {
+  typedef rf_kv_fmt<KIND, F> K;
+  constexpr int LPT = D / 16;             // lanes per token
+  constexpr int NS = RF_THREADS / LPT;    // token slots per workgroup
+  constexpr int C = K::C;
+  constexpr int HB = KIND == 3 ? D / RF_MX_BLOCK * F::block_bytes : D * K::ES;  // head bytes
+  constexpr int NGRP = RF_THREADS / 32;   // 32-lane groups (warps on NVIDIA)
+  static_assert(LPT >= 4 && LPT <= 16, "head_dim 64, 128 or 256");
+  RF_SHARED float sm_m[NS][G];
+  RF_SHARED float sm_o[NGRP][G][D];
+  RF_SHARED float sm_l[NGRP][G];
+
+  const int tid = (int)rf_thread_idx_x();
+  const int li = tid % LPT, slot = tid / LPT;
+  int idx = (int)rf_block_idx_x();
+  const int sub = idx % q_sub; idx /= q_sub;
+  const int kvh = idx % n_kv_heads; idx /= n_kv_heads;
+  const int split = idx % n_splits;
+  const int b = idx / n_splits;
+  const int len = seq_lens[b];
+  const int start = window > 0 ? rf_max_i32(0, len - window) : 0;
+  const int lo = start + split * split_len;
+  const int hi = rf_min_i32(len, lo + split_len);
+  const int qh0 = kvh * (n_q_heads / n_kv_heads) + sub * G;
+  const rf_i32* table = page_table + (rf_i64)b * table_stride;
+  const rf_i64 head_off = (rf_i64)kvh * HB;
+  const float neg_inf = rf_uint_as_float(0xff800000u);
+
+  float qr[G][16];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + g) * D;
+#pragma unroll
+    for (int k = 0; k < 16; ++k) qr[g][k] = qg[K::elem(li, k)];
+  }
+  float m[G], l[G], acc[G][16];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = neg_inf;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 16; ++k) acc[g][k] = 0.0f;
+  }
+
+  for (int base = lo; base < hi; base += NS * C) {  // uniform over the workgroup
+    rf_u32 kw[C][K::NW], vw[C][K::NW], ksh[C], ksb[C], vsh[C], vsb[C];
+    bool valid[C];
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int t = base + c * NS + slot;
+      valid[c] = t < hi;
+      const int tt = valid[c] ? t : lo;
+      const int pi = page_shift >= 0 ? (tt >> page_shift) : tt / page_size;
+      const int sip = tt - pi * page_size;
+      const rf_i64 off = ((rf_i64)table[pi] * page_size + sip) * row_bytes + head_off;
+      rf_lane_load<KIND, F>(k_pages + off, li, valid[c], kw[c], ksh[c], ksb[c]);
+      rf_lane_load<KIND, F>(v_pages + off, li, valid[c], vw[c], vsh[c], vsb[c]);
+    }
+    // scores s[c][g] (base 2)
+    float s[C][G];
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      float dk[16];
+      const float ks = rf_lane_decode<KIND, F>(kw[c], ksh[c], ksb[c], dk);
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float p0 = 0.0f, p1 = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 16; k += 2) {
+          p0 = rf_fmaf(qr[g][k], dk[k], p0);
+          p1 = rf_fmaf(qr[g][k + 1], dk[k + 1], p1);
+        }
+        s[c][g] = (p0 + p1) * ks;
+      }
+    }
+#pragma unroll
+    for (int o = 1; o < LPT; o <<= 1) {
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) s[c][g] += rf_shfl_xor_f(s[c][g], o);
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float x = s[c][g] * scale;
+        if (softcap > 0.0f) x = rf_softcap(x, softcap);
+        s[c][g] = valid[c] ? x * RF_LOG2E : neg_inf;
+      }
+    }
+    // online softmax update, per head of the group
+    float p[C][G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float mc = s[0][g];
+#pragma unroll
+      for (int c = 1; c < C; ++c) mc = rf_fmaxf(mc, s[c][g]);
+      const float m_new = rf_fmaxf(m[g], mc);
+      float alpha = 1.0f;
+      if (m_new == neg_inf) {
+#pragma unroll
+        for (int c = 0; c < C; ++c) p[c][g] = 0.0f;
+      } else {
+        alpha = rf_exp2f(m[g] - m_new);
+        float ps = 0.0f;
+#pragma unroll
+        for (int c = 0; c < C; ++c) {
+          p[c][g] = rf_exp2f(s[c][g] - m_new);
+          ps += p[c][g];
+        }
+        l[g] = l[g] * alpha + ps;
+        m[g] = m_new;
+      }
+#pragma unroll
+      for (int k = 0; k < 16; ++k) acc[g][k] *= alpha;
+    }
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      float dv[16];
+      const float vs = rf_lane_decode<KIND, F>(vw[c], vsh[c], vsb[c], dv);
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        const float pv = p[c][g] * vs;
+#pragma unroll
+        for (int k = 0; k < 16; ++k) acc[g][k] = rf_fmaf(pv, dv[k], acc[g][k]);
+      }
+    }
+  }
+
+  // ---- merge the NS slots: maxima through LDS, sums by shuffles then LDS
+  if (li == 0) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) sm_m[slot][g] = m[g];
+  }
+  rf_barrier();
+  float M[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    M[g] = neg_inf;
+    for (int i = 0; i < NS; ++i) M[g] = rf_fmaxf(M[g], sm_m[i][g]);
+    const float f = m[g] == neg_inf ? 0.0f : rf_exp2f(m[g] - M[g]);
+    l[g] *= f;
+#pragma unroll
+    for (int k = 0; k < 16; ++k) acc[g][k] *= f;
+  }
+#pragma unroll
+  for (int o = LPT; o < 32; o <<= 1) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      l[g] += rf_shfl_xor_f(l[g], o);
+#pragma unroll
+      for (int k = 0; k < 16; ++k) acc[g][k] += rf_shfl_xor_f(acc[g][k], o);
+    }
+  }
+  const int grp = tid >> 5, lane32 = tid & 31;
+  if (lane32 < LPT) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+      for (int k = 0; k < 16; ++k) sm_o[grp][g][K::elem(li, k)] = acc[g][k];
+      if (li == 0) sm_l[grp][g] = l[g];
+    }
+  }
+  rf_barrier();
+  const rf_i64 row0 = ((rf_i64)b * n_q_heads + qh0) * n_splits + split;  // head g: row0 + g * n_splits
+  for (int i = tid; i < G * D; i += RF_THREADS) {
+    const int g = i / D, e = i % D;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NGRP; ++w) sum += sm_o[w][g][e];
+    part_o[(row0 + (rf_i64)g * n_splits) * D + e] = sum;
+  }
+  if (tid < G) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NGRP; ++w) sum += sm_l[w][tid];
+    part_ml[(row0 + (rf_i64)tid * n_splits) * 2] = M[tid];
+    part_ml[(row0 + (rf_i64)tid * n_splits) * 2 + 1] = sum;
+  }
+}
+
+// ---------------------------------------------------------------- kernel 1, tensor cores
+// NVIDIA sm_80+, MX dtypes, head_dim 128: the same work split per workgroup, but each warp
+// takes 16 positions per step and does both products on tensor cores in TF32
+// (mma.m16n8k8; rows = query heads, G of 16 used).  Dequantized MX values (code * scale)
+// have at most 4 significant bits, so they are exact in TF32; q and p are rounded to TF32
+// (rna): |error| ~ 2^-11 relative (tolerance in tests/kv/test_gpu.py).
+// Lane l = 4 * g + t: S = Q K^T: B operand K^T holds position g of the 8-position tile,
+// values of MX block t (units 2t, 2t+1 of 16 values); the reduction index is permuted
+// (chunk j uses the lane's values 2j, 2j+1) and Q uses the same permutation.  The S tile
+// (C layout: head g, positions 2t, 2t+1) is exactly the A operand of P V when the
+// positions of the P V reduction are ordered (2t, 2t+1); V's B operand then holds
+// positions 2t, 2t+1 and the 16 values of unit g, column i of n-tile i.
+#if defined(__CUDACC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define RF_HAVE_TC_ATTN 1
+RF_DEVICE rf_u32 rf_tf32(float x) {
+  rf_u32 r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+// c (row g, columns 2t, 2t+1) += A B.  A rows 8..15 (padding heads) are zero, so C rows
+// 8..15 stay zero and are not kept.
+RF_DEVICE void rf_mma_tf32(float (&c)[2], rf_u32 a0, rf_u32 a2, rf_u32 b0, rf_u32 b1) {
+  float z2 = 0.0f, z3 = 0.0f;
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(z2), "+f"(z3)
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+
+template <class F, int G>
+RF_DEVICE void rf_attn_decode_tc(float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,
+                                 const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,
+                                 const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens,
+                                 rf_i32 n_q_heads, rf_i32 n_kv_heads, rf_i32 q_sub, rf_i32 page_size,
+                                 rf_i32 page_shift, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,
+                                 rf_i32 split_len, rf_i32 window, float scale, float softcap) {
+  typedef rf_kv_fmt<3, F> K;
+  constexpr int D = 128, NWARP = RF_THREADS / 32, STEP = NWARP * 16;
+  constexpr int HB = D / RF_MX_BLOCK * F::block_bytes;
+  RF_SHARED float sm_m[NWARP][G];
+  RF_SHARED float sm_o[NWARP][G][D];
+  RF_SHARED float sm_l[NWARP][G];
+
+  const int tid = (int)rf_thread_idx_x();
+  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+  int idx = (int)rf_block_idx_x();
+  const int sub = idx % q_sub; idx /= q_sub;
+  const int kvh = idx % n_kv_heads; idx /= n_kv_heads;
+  const int split = idx % n_splits;
+  const int b = idx / n_splits;
+  const int len = seq_lens[b];
+  const int start = window > 0 ? rf_max_i32(0, len - window) : 0;
+  const int lo = start + split * split_len;
+  const int hi = rf_min_i32(len, lo + split_len);
+  const int qh0 = kvh * (n_q_heads / n_kv_heads) + sub * G;
+  const rf_i32* table = page_table + (rf_i64)b * table_stride;
+  const rf_i64 head_off = (rf_i64)kvh * HB;
+  const float neg_inf = rf_uint_as_float(0xff800000u);
+
+  // Q (A operand, row g): chunk j holds the lane's K values 2j, 2j+1 (unit 2 t4 + (m >> 4)).
+  rf_u32 qa[16][2];
+  {
+    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < G ? g : 0)) * D;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int m = 2 * j + e;
+        const float x = qg[K::elem(2 * t4 + (m >> 4), m & 15)];
+        qa[j][e] = g < G ? rf_tf32(x) : 0u;
+      }
+    }
+  }
+  float o[16][2];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) o[i][0] = o[i][1] = 0.0f;
+  float m_run = neg_inf, l_run = 0.0f;
+
+  // Raw loads of a step: K positions base + g, base + 8 + g (units 2 t4, 2 t4 + 1);
+  // V positions base + 2 t4 + {0, 1}, base + 8 + 2 t4 + {0, 1} (unit g).  Software
+  // pipelined: the next step's loads are issued before this step's arithmetic.
+  rf_u32 nkw[2][2][K::NW], nksh[2][2], nksb[2][2], nvw[4][K::NW], nvsh[4], nvsb[4];
+  auto load_step = [&](int base) {
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+      const int tk = base + 8 * tt + g;
+      const bool ok = tk < hi;
+      const int tc = ok ? tk : lo;
+      const int pi = page_shift >= 0 ? (tc >> page_shift) : tc / page_size;
+      const rf_i64 off = ((rf_i64)table[pi] * page_size + (tc - pi * page_size)) * row_bytes + head_off;
+#pragma unroll
+      for (int u = 0; u < 2; ++u) rf_lane_load<3, F>(k_pages + off, 2 * t4 + u, ok, nkw[tt][u], nksh[tt][u], nksb[tt][u]);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int tv = base + 8 * (r >> 1) + 2 * t4 + (r & 1);
+      const bool ok = tv < hi;
+      const int tc = ok ? tv : lo;
+      const int pi = page_shift >= 0 ? (tc >> page_shift) : tc / page_size;
+      const rf_i64 off = ((rf_i64)table[pi] * page_size + (tc - pi * page_size)) * row_bytes + head_off;
+      rf_lane_load<3, F>(v_pages + off, g, ok, nvw[r], nvsh[r], nvsb[r]);
+    }
+  };
+  if (lo + warp * 16 < hi) load_step(lo + warp * 16);
+  for (int base = lo + warp * 16; base < hi; base += STEP) {  // uniform per warp
+    rf_u32 kw[2][2][K::NW], ksh[2][2], ksb[2][2], vw[4][K::NW], vsh[4], vsb[4];
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+#pragma unroll
+        for (int i = 0; i < K::NW; ++i) kw[tt][u][i] = nkw[tt][u][i];
+        ksh[tt][u] = nksh[tt][u];
+        ksb[tt][u] = nksb[tt][u];
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+#pragma unroll
+      for (int i = 0; i < K::NW; ++i) vw[r][i] = nvw[r][i];
+      vsh[r] = nvsh[r];
+      vsb[r] = nvsb[r];
+    }
+    if (base + STEP < hi) load_step(base + STEP);   // in flight during this step
+    bool vvalid[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) vvalid[r] = base + 8 * (r >> 1) + 2 * t4 + (r & 1) < hi;
+    // S = Q K^T for the two 8-position tiles
+    float sc[2][2];
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+      sc[tt][0] = sc[tt][1] = 0.0f;
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        float dk[16];
+        const float ks = rf_lane_decode<3, F>(kw[tt][u], ksh[tt][u], ksb[tt][u], dk);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          rf_mma_tf32(sc[tt], qa[8 * u + j][0], qa[8 * u + j][1], rf_float_as_uint(dk[2 * j] * ks),
+                      rf_float_as_uint(dk[2 * j + 1] * ks));
+      }
+    }
+    // scores of head g at positions base + 8 tt + 2 t4 + e (C layout c0, c1)
+    float s[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      float x = sc[r >> 1][r & 1] * scale;
+      if (softcap > 0.0f) x = rf_softcap(x, softcap);
+      s[r] = vvalid[r] ? x * RF_LOG2E : neg_inf;
+    }
+    float mx = rf_fmaxf(rf_fmaxf(s[0], s[1]), rf_fmaxf(s[2], s[3]));
+    mx = rf_fmaxf(mx, rf_shfl_xor_f(mx, 1));
+    mx = rf_fmaxf(mx, rf_shfl_xor_f(mx, 2));
+    const float m_new = rf_fmaxf(m_run, mx);
+    float p[4], alpha = 1.0f;
+    if (m_new == neg_inf) {
+      p[0] = p[1] = p[2] = p[3] = 0.0f;
+    } else {
+      alpha = rf_exp2f(m_run - m_new);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) p[r] = rf_exp2f(s[r] - m_new);
+      l_run = l_run * alpha + ((p[0] + p[1]) + (p[2] + p[3]));
+      m_run = m_new;
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) { o[i][0] *= alpha; o[i][1] *= alpha; }
+    // O += P V, per 8-position tile; V values of unit g: column i of n-tile i
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+      float dv0[16], dv1[16];
+      const float s0 = rf_lane_decode<3, F>(vw[2 * tt], vsh[2 * tt], vsb[2 * tt], dv0);
+      const float s1 = rf_lane_decode<3, F>(vw[2 * tt + 1], vsh[2 * tt + 1], vsb[2 * tt + 1], dv1);
+      const rf_u32 a0 = rf_tf32(p[2 * tt]), a2 = rf_tf32(p[2 * tt + 1]);
+#pragma unroll
+      for (int i = 0; i < 16; ++i)
+        rf_mma_tf32(o[i], a0, a2, rf_float_as_uint(dv0[i] * s0), rf_float_as_uint(dv1[i] * s1));
+    }
+  }
+
+  // ---- merge the warps (head g of lanes 4 g .. 4 g + 3)
+  l_run += rf_shfl_xor_f(l_run, 1);
+  l_run += rf_shfl_xor_f(l_run, 2);
+  if (t4 == 0 && g < G) sm_m[warp][g] = m_run;
+  rf_barrier();
+  if (g < G) {
+    float M = neg_inf;
+#pragma unroll
+    for (int w = 0; w < NWARP; ++w) M = rf_fmaxf(M, sm_m[w][g]);
+    const float f = m_run == neg_inf ? 0.0f : rf_exp2f(m_run - M);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      sm_o[warp][g][K::elem(2 * t4, i)] = o[i][0] * f;
+      sm_o[warp][g][K::elem(2 * t4 + 1, i)] = o[i][1] * f;
+    }
+    if (t4 == 0) sm_l[warp][g] = l_run * f;
+  }
+  rf_barrier();
+  const rf_i64 row0 = ((rf_i64)b * n_q_heads + qh0) * n_splits + split;
+  for (int i = tid; i < G * D; i += RF_THREADS) {
+    const int gg = i / D, e = i % D;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NWARP; ++w) sum += sm_o[w][gg][e];
+    part_o[(row0 + (rf_i64)gg * n_splits) * D + e] = sum;
+  }
+  if (tid < G) {
+    float M = neg_inf, sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NWARP; ++w) {
+      M = rf_fmaxf(M, sm_m[w][tid]);
+      sum += sm_l[w][tid];
+    }
+    part_ml[(row0 + (rf_i64)tid * n_splits) * 2] = M;
+    part_ml[(row0 + (rf_i64)tid * n_splits) * 2 + 1] = sum;
+  }
+}
+#endif
+
+// Tensor cores where they exist (NVIDIA sm_80+, MX, head_dim 128), else the FMA kernel.
+template <int KIND, class F, int D, int G>
+RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,
+                             const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,
+                             const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens,
+                             rf_i32 n_q_heads, rf_i32 n_kv_heads, rf_i32 q_sub, rf_i32 page_size,
+                             rf_i32 page_shift, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,
+                             rf_i32 split_len, rf_i32 window, float scale, float softcap) {
+#if defined(RF_HAVE_TC_ATTN)
+  if constexpr (KIND == 3 && D == 128) {
+    rf_attn_decode_tc<F, G>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, n_q_heads, n_kv_heads,
+                            q_sub, page_size, page_shift, row_bytes, table_stride, n_splits, split_len, window,
+                            scale, softcap);
+    return;
+  } else
+#endif
+  {
+    rf_attn_decode<KIND, F, D, G>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, n_q_heads, n_kv_heads,
+                                  q_sub, page_size, page_shift, row_bytes, table_stride, n_splits, split_len, window,
+                                  scale, softcap);
+  }
+}
+
+// ---------------------------------------------------------------- kernel 2
+RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, const float* __restrict__ part_o,
+                                                    const float* __restrict__ part_ml, rf_i32 n_splits,
+                                                    rf_i32 head_dim) {
+  const rf_i64 row = rf_block_idx_x();
+  const float* ml = part_ml + row * n_splits * 2;
+  const float* po = part_o + row * n_splits * head_dim;
+  const float neg_inf = rf_uint_as_float(0xff800000u);
+  float M = neg_inf;
+  for (int s = 0; s < n_splits; ++s) M = rf_fmaxf(M, ml[2 * s]);
+  for (int e = (int)rf_thread_idx_x(); e < head_dim; e += RF_THREADS) {
+    float num = 0.0f, den = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+      const float ms = ml[2 * s];
+      const float f = ms == neg_inf ? 0.0f : rf_exp2f(ms - M);
+      num = rf_fmaf(f, po[(rf_i64)s * head_dim + e], num);
+      den = rf_fmaf(f, ml[2 * s + 1], den);
+    }
+    out[row * head_dim + e] = num / den;
+  }
+}
+
+// ---------------------------------------------------------------- entry points
+#define RF_ATTN_KERNEL(NAME, KIND, FMT, D, G)                                                        \
+  RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_decode_##NAME##_d##D##_g##G(                           \
+      float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
+      const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
+      const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads,  \
+      rf_i32 n_kv_heads, rf_i32 q_sub, rf_i32 page_size, rf_i32 page_shift, rf_i32 row_bytes,        \
+      rf_i32 table_stride, rf_i32 n_splits, rf_i32 split_len, rf_i32 window, float scale,           \
+      float softcap) {                                                                               \
+    rf_attn_entry<KIND, FMT, D, G>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      \
+                                    n_q_heads, n_kv_heads, q_sub, page_size, page_shift, row_bytes,  \
+                                    table_stride, n_splits, split_len, window, scale, softcap);      \
+  }
+#define RF_ATTN_G(NAME, KIND, FMT, D) \
+  RF_ATTN_KERNEL(NAME, KIND, FMT, D, 1) RF_ATTN_KERNEL(NAME, KIND, FMT, D, 2) RF_ATTN_KERNEL(NAME, KIND, FMT, D, 4)
+#define RF_ATTN_DTYPE(NAME, KIND, FMT) \
+  RF_ATTN_G(NAME, KIND, FMT, 64) RF_ATTN_G(NAME, KIND, FMT, 128) RF_ATTN_G(NAME, KIND, FMT, 256)
+
+RF_ATTN_DTYPE(f32, 0, rf_fmt_mxfp4)
+RF_ATTN_DTYPE(f16, 1, rf_fmt_mxfp4)
+RF_ATTN_DTYPE(bf16, 2, rf_fmt_mxfp4)
+RF_ATTN_DTYPE(mxfp8_e4m3, 3, rf_fmt_mxfp8_e4m3)
+RF_ATTN_DTYPE(mxfp6_e2m3, 3, rf_fmt_mxfp6_e2m3)
+RF_ATTN_DTYPE(mxfp6_e3m2, 3, rf_fmt_mxfp6_e3m2)
+RF_ATTN_DTYPE(mxfp4, 3, rf_fmt_mxfp4)

@@ -1,0 +1,201 @@
+"""Paged KV cache ops on the device, each beside its CPU reference:
+
+    kv_write(...)                 K/V rows -> quantized page rows (kernels/kv_cache.hip);
+                                  reference rocmforge.kv.cache.encode_rows
+    paged_decode_attention(...)   split-K decode attention over quantized pages
+                                  (kernels/attention.hip); reference
+                                  rocmforge.kv.attention.decode_attention
+    decode_attention(cache, ...)  the cache-level op: the GPU kernels when the cache's
+                                  storage is a DeviceStorage on a GPU, else the CPU op
+
+On the ``cpu`` device (CI) the wrappers run the CPU op on the buffers' host memory, so the
+Python side (DeviceStorage, page tables, split plan) is tested everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..device.buffers import as_device_buffer
+from ..kv.config import CacheConfig, KvCacheDtype
+from ._common import check_aligned
+from .kernels import ATTN_GROUPS, ATTN_HEAD_DIMS, THREADS, get_kernel
+
+__all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
+           "split_plan", "workspace_bytes"]
+
+
+def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
+    """The CPU reference (rocmforge.kv.attention.decode_attention)."""
+    from ..kv.attention import decode_attention as ref
+    return ref(cache, layer, seq_ids, q, scale, window=window, softcap=softcap)
+
+
+# ---------------------------------------------------------------- quantize-on-write
+def kv_write(k_pages, v_pages, k, v, pages, slots, config: CacheConfig, stream=None):
+    """Encode k, v (device float32 (n, num_heads, head_dim)) into page rows.
+
+    k_pages, v_pages: device uint8 (max_pages, page_size, row_bytes) of one layer;
+    pages, slots: device int32 (n,).  Bit-identical to ``encode_rows``.
+    """
+    k_pages, v_pages = as_device_buffer(k_pages, "kv_write: k_pages"), as_device_buffer(v_pages, "kv_write: v_pages")
+    k, v = as_device_buffer(k, "kv_write: k"), as_device_buffer(v, "kv_write: v")
+    pages, slots = as_device_buffer(pages, "kv_write: pages"), as_device_buffer(slots, "kv_write: slots")
+    cfg = config
+    n = pages.shape[0] if pages.shape else pages.nbytes // 4
+    need = n * cfg.row_values * 4
+    for name, b in (("k", k), ("v", v)):
+        if b.dtype != np.float32 or b.nbytes < need:
+            raise ValueError(f"kv_write: {name} must be float32 with {n} x {cfg.row_values} "
+                             f"values, got {b.dtype} {b.shape}")
+    if slots.nbytes < 4 * n:
+        raise ValueError(f"kv_write: slots has {slots.nbytes // 4} entries, need {n}")
+    if n == 0:
+        return
+    dev = k.device
+    if dev.kind == "cpu":   # CPU device: the reference codec on host memory
+        from ..kv.cache import encode_rows
+        pg = pages.copy_to_host(np.empty(n, np.int32)).astype(np.int64)
+        sl = slots.copy_to_host(np.empty(n, np.int32)).astype(np.int64)
+        rb, pb = cfg.row_bytes, cfg.page_size * cfg.row_bytes
+        for src, dst in ((k, k_pages), (v, v_pages)):
+            rows = encode_rows(cfg.dtype, src.copy_to_host(np.empty((n, cfg.row_values), np.float32)))
+            for i in range(n):
+                dst.view(int(pg[i]) * pb + int(sl[i]) * rb, rb).copy_from_host(rows[i])
+        return
+    units = cfg.row_values // 32 if cfg.dtype.is_mx else cfg.row_values
+    grid = (2 * n * units + THREADS - 1) // THREADS
+    get_kernel(dev, f"kv_write_{cfg.dtype.value}").launch(
+        (grid,), (THREADS,), k_pages, v_pages, k, v, pages, slots, n, cfg.row_values,
+        cfg.row_bytes, cfg.page_size, stream=stream)
+
+
+# ---------------------------------------------------------------- decode attention
+def _tokens_per_step(dtype: KvCacheDtype, head_dim: int) -> int:
+    """Positions one workgroup covers per loop step: (256 / (head_dim / 16)) slots x C."""
+    c = 4 if dtype.is_mx else (1 if dtype is KvCacheDtype.F32 else 2)
+    return THREADS // (head_dim // 16) * c
+
+
+def split_plan(dtype, head_dim: int, max_len: int, units: int, n_sms: int):
+    """(n_splits, split_len) for ``units`` = batch * kv_heads * q_sub workgroups per split:
+    about 4 workgroups per multiprocessor, splits a whole number of loop steps."""
+    step = _tokens_per_step(KvCacheDtype.parse(dtype), head_dim)
+    max_len = max(1, int(max_len))
+    want = max(1, -(-4 * max(1, n_sms) // max(1, units)))        # splits per (b, head)
+    want = min(want, -(-max_len // step))                        # at least a step each
+    split_len = -(-max_len // want)
+    split_len = -(-split_len // step) * step
+    return -(-max_len // split_len), split_len
+
+
+def workspace_bytes(batch: int, n_q_heads: int, head_dim: int, n_splits: int) -> int:
+    """Bytes of the partial results: part_o (batch, Hq, n_splits, D) + part_ml (.., 2)."""
+    return batch * n_q_heads * n_splits * (head_dim + 2) * 4
+
+
+def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, num_kv_heads: int,
+                           head_dim: int, page_size: int, row_bytes: int, scale: float,
+                           max_len: int, window=None, softcap=None, n_splits=None,
+                           out=None, workspace=None, stream=None):
+    """Decode attention of q (device float32 (batch, n_q_heads, head_dim)) over the pages.
+
+    k_pages, v_pages: device uint8 (max_pages, page_size, row_bytes) of one layer (with the
+    DeviceStorage slack after them); page_table: device int32 (batch, stride); seq_lens:
+    device int32 (batch,), each in [1, max_len].  ``max_len`` (host int) sizes the splits;
+    ``n_splits`` forces their number (e.g. for graph capture).  Returns ``out``: device
+    float32 (batch, n_q_heads, head_dim).  ``workspace``: optional device buffer of at
+    least ``workspace_bytes(...)`` bytes (else allocated per call).
+    """
+    dtype = KvCacheDtype.parse(dtype)
+    q = as_device_buffer(q, "decode attention: q")
+    if q.dtype != np.float32 or q.shape is None or len(q.shape) != 3 or q.shape[2] != head_dim:
+        raise ValueError(f"decode attention: q must be float32 (batch, n_q_heads, {head_dim}), "
+                         f"got {q.dtype} {q.shape}")
+    batch, hq, d = q.shape
+    if d not in ATTN_HEAD_DIMS:
+        raise ValueError(f"decode attention: head_dim {d} not supported on the GPU "
+                         f"(kernels for {ATTN_HEAD_DIMS})")
+    if hq % num_kv_heads:
+        raise ValueError(f"grouped-query attention needs n_q_heads ({hq}) to be a multiple of "
+                         f"the KV heads ({num_kv_heads})")
+    group = hq // num_kv_heads
+    g = max(x for x in ATTN_GROUPS if group % x == 0)
+    scale = float(scale)
+    if not np.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    w = 0 if window is None else int(window)
+    if window is not None and w < 1:
+        raise ValueError(f"window must be >= 1 (or None), got {window}")
+    cap = 0.0 if softcap is None else float(softcap)
+    if softcap is not None and not cap > 0:
+        raise ValueError(f"softcap must be > 0 (or None), got {softcap}")
+    page_table = as_device_buffer(page_table, "decode attention: page_table")
+    seq_lens = as_device_buffer(seq_lens, "decode attention: seq_lens")
+    if page_table.dtype != np.int32 or len(page_table.shape or ()) != 2 or page_table.shape[0] != batch:
+        raise ValueError(f"decode attention: page_table must be int32 (batch={batch}, stride), "
+                         f"got {page_table.dtype} {page_table.shape}")
+    dev = q.device
+    eff = min(int(max_len), w) if w else int(max_len)
+    units = batch * num_kv_heads * (group // g)
+    if n_splits is None:
+        n_splits, split_len = split_plan(dtype, d, eff, units, dev.info.multiprocessors)
+    else:
+        n_splits = int(n_splits)
+        if n_splits < 1:
+            raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+        step = _tokens_per_step(dtype, d)
+        per = -(-max(1, eff) // n_splits)                   # positions per split
+        split_len = -(-per // step) * step
+    if dev.kind == "cpu":
+        raise NotImplementedError("paged_decode_attention runs on a GPU; on the cpu device use "
+                                  "decode_attention(cache, ...), which runs the CPU op")
+    if out is None:
+        out = dev.empty((batch, hq, d), np.float32)
+    need = workspace_bytes(batch, hq, d, n_splits)
+    if workspace is None or workspace.nbytes < need:
+        workspace = dev.alloc(need)
+    part_o = workspace.view(0, batch * hq * n_splits * d * 4, dtype=np.float32)
+    part_ml = workspace.view(part_o.nbytes, batch * hq * n_splits * 8, dtype=np.float32)
+    check_aligned(q, "decode attention: q")
+    shift = page_size.bit_length() - 1 if page_size & (page_size - 1) == 0 else -1
+    get_kernel(dev, f"attn_decode_{dtype.value}_d{d}_g{g}").launch(
+        (batch * n_splits * num_kv_heads * (group // g),), (THREADS,),
+        part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, group // g,
+        page_size, shift, row_bytes, page_table.shape[1], n_splits, split_len, w, scale, cap,
+        stream=stream)
+    get_kernel(dev, "attn_combine").launch((batch * hq,), (THREADS,), out, part_o, part_ml,
+                                           n_splits, d, stream=stream)
+    return out
+
+
+def decode_attention(cache, layer: int, seq_ids, q, scale: float, window=None, softcap=None,
+                     out=None, workspace=None, stream=None):
+    """``rocmforge.kv.decode_attention`` for a cache on the device.
+
+    q: host array or device float32 (batch, n_q_heads, head_dim).  With a DeviceStorage on
+    a GPU, returns a DeviceBuffer float32 (batch, n_q_heads, head_dim); otherwise (host
+    storage, or the cpu device) the CPU op's float32 numpy array.
+    """
+    from ..kv.gpu import DeviceStorage, device_page_tables
+    from ..device import DeviceBuffer
+    st = cache.storage
+    if not isinstance(st, DeviceStorage) or st.device.kind == "cpu":
+        qh = q.copy_to_host() if isinstance(q, DeviceBuffer) else q
+        return decode_attention_cpu(cache, layer, seq_ids, qh, scale, window, softcap)
+    cfg = cache.config
+    seq_ids = list(seq_ids)
+    if not isinstance(q, DeviceBuffer):
+        qa = np.asarray(q, dtype=np.float32)
+        if qa.ndim != 3 or qa.shape[0] != len(seq_ids) or qa.shape[2] != cfg.head_dim:
+            raise ValueError(f"decode_attention: q must be (batch={len(seq_ids)}, n_q_heads, "
+                             f"head_dim={cfg.head_dim}), got {qa.shape}")
+        q = st.device.to_device(np.ascontiguousarray(qa))
+    table, lens, host_lens = device_page_tables(cache, layer, seq_ids)
+    for sid, n in zip(seq_ids, host_lens):
+        if n == 0:
+            raise ValueError(f"decode_attention: sequence {sid!r} has no tokens in layer {layer}")
+    return paged_decode_attention(
+        q, st.k_pages[layer], st.v_pages[layer], table, lens, dtype=cfg.dtype,
+        num_kv_heads=cfg.num_heads, head_dim=cfg.head_dim, page_size=cfg.page_size,
+        row_bytes=cfg.row_bytes, scale=scale, max_len=int(host_lens.max()), window=window,
+        softcap=softcap, out=out, workspace=workspace, stream=stream)

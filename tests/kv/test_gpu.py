@@ -1,0 +1,331 @@
+"""The KV cache on a device (rocmforge.kv.gpu.DeviceStorage) and GPU decode attention
+(rocmforge.ops.attention) against the host cache and the CPU ops.
+
+* CPU everywhere: DeviceStorage on the ``cpu`` device (host memory, CPU codecs) runs the
+  randomized op sequence and the KvCacheFull check, so the Python side is tested in CI.
+* GPU (@pytest.mark.gpu, skip without one): pages written by kernels/kv_cache.hip are
+  byte-identical to encode_rows for every dtype (specials included); the randomized op
+  sequence bit-for-bit; decode attention (kernels/attention.hip) vs the CPU
+  decode_attention and the float64 page-walking reference of tests/kv/test_attention.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rocmforge import device
+from rocmforge.kv import CacheConfig, KvCache, KvCacheDtype, KvCacheFull, decode_attention
+from rocmforge.kv.gpu import DeviceStorage
+from rocmforge.ops import attention as attn_ops
+
+
+
+def _load_sibling(name):
+    """tests/kv/<name>.py as a module (pytest runs with --import-mode=importlib)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(f"_kv_{name}", Path(__file__).with_name(f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_ref = _load_sibling("test_attention")          # the NumPy page-walking reference
+ref_attention, walk_page_table = _ref.ref_attention, _ref.walk_page_table
+
+ALL_DTYPES = list(KvCacheDtype)
+# GPU vs CPU decode_attention on the same dequantized pages, |diff| / max|v|.
+# FMA kernel (float32 throughout): a different summation order, the block scale applied
+# per 16 values and exp2 for exp: 2e-5 (F32 measured worst on an H200 over the grid below:
+# 2.0e-7).  Tensor-core kernel (NVIDIA sm_80+, MX dtypes, head_dim 128): q and p rounded to
+# TF32 (2^-11 relative): 2e-3 (an estimate from the rounding, about 4x its size).
+FMA_ATOL = 2e-5
+TC_ATOL = 2e-3
+
+
+def gpu_atol(dtype, head_dim):
+    return TC_ATOL if dtype.is_mx and head_dim == 128 else FMA_ATOL
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    if not device.gpu_available():
+        reasons = "; ".join(f"{k}: {v}" for k, v in device.backend_status().items() if v)
+        pytest.skip(f"no GPU ({reasons})")
+    kind = "hip" if device.backend_status()["hip"] is None else "cuda"
+    return device.get_device(kind)
+
+
+def _device(kind):
+    if kind == "cpu":
+        return device.get_device("cpu")
+    if not device.gpu_available():
+        pytest.skip("no GPU")
+    return device.get_device("hip" if device.backend_status()["hip"] is None else "cuda")
+
+
+def pair(cfg, dev):
+    """A host cache and a device cache with the same config."""
+    return KvCache(cfg), KvCache(cfg, storage=DeviceStorage(dev, cfg))
+
+
+def assert_pages_equal(host: KvCache, dcache: KvCache, what=""):
+    for layer in range(host.config.num_layers):
+        dk, dv = dcache.storage.to_host(layer)
+        for name, want, got in (("K", host.storage.k_pages[layer], dk),
+                                ("V", host.storage.v_pages[layer], dv)):
+            if not np.array_equal(want, got):
+                p, s, b = np.argwhere(want != got)[0]
+                raise AssertionError(f"{what} layer {layer} {name}: page {p} slot {s} byte {b}: "
+                                     f"device {got[p, s, b]:#04x} host {want[p, s, b]:#04x}")
+
+
+def special_rows(rng, n, hk, d):
+    """Random normal rows with NaN / Inf / zero / -0 / subnormal / huge / tiny heads mixed in."""
+    x = rng.standard_normal((n, hk, d)).astype(np.float32)
+    flat = x.reshape(n, -1)
+    if n >= 8:
+        flat[0, 5] = np.nan
+        flat[1, 40] = -np.inf
+        flat[2, :32] = 0.0
+        flat[3, :32] = -0.0
+        flat[4, :32] *= np.float32(1e-39)             # subnormal block
+        flat[5, :32] *= np.float32(3e37)              # near float32 max
+        flat[6, 32:64] = rng.standard_normal(32) * np.float32(2.0 ** -130)
+        flat[7, :] *= np.float32(1e4)                 # F16 overflow to Inf
+    return x
+
+
+# ------------------------------------------------------------------ pages (GPU)
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=lambda d: d.name)
+def test_pages_byte_identical(gpu, dtype):
+    rng = np.random.default_rng(ALL_DTYPES.index(dtype))
+    cfg = CacheConfig(16, 24, 3, 64, 2, dtype)
+    host, dcache = pair(cfg, gpu)
+    for sid, n in enumerate([1, 17, 40, 100]):
+        host.allocate(sid)
+        dcache.allocate(sid)
+        for layer in range(2):
+            k, v = special_rows(rng, n, 3, 64), special_rows(rng, n, 3, 64)
+            host.append(sid, layer, k, v)
+            dcache.append(sid, layer, gpu.to_device(k), gpu.to_device(v))   # device input
+    assert_pages_equal(host, dcache, dtype.name)
+
+
+# ------------------------------------------------------------------ randomized ops
+def _random_ops(dev, dtype, n_ops, seed):
+    rng = np.random.default_rng(seed)
+    cfg = CacheConfig(int(rng.choice([4, 16])), 40, 2, 32, 2, dtype)
+    host, dcache = pair(cfg, dev)
+    live, next_id = [], 0
+    for step in range(n_ops):
+        op = rng.choice(["alloc", "append", "append", "append", "fork", "free", "read"])
+        if op == "alloc" or not live:
+            host.allocate(next_id)
+            dcache.allocate(next_id)
+            live.append(next_id)
+            next_id += 1
+        elif op == "append":
+            sid = live[rng.integers(len(live))]
+            n = int(rng.integers(1, 12))
+            k = rng.standard_normal((n, 2, 32)).astype(np.float32) * 3
+            v = rng.standard_normal((n, 2, 32)).astype(np.float32)
+            full = False
+            for layer in range(2):
+                try:
+                    host.append(sid, layer, k, v)
+                except KvCacheFull:
+                    full = True
+                    with pytest.raises(KvCacheFull):
+                        dcache.append(sid, layer, k, v)
+                    break
+                dk = dev.to_device(k) if (step % 2 and dev.kind != "cpu") else k
+                dcache.append(sid, layer, dk, v)
+            if full and host.layer_len(sid, 0) != host.layer_len(sid, 1):
+                host.free(sid)                       # mid-pass sequence: drop it
+                dcache.free(sid)
+                live.remove(sid)
+        elif op == "fork":
+            sid = live[rng.integers(len(live))]
+            host.fork(sid, next_id)
+            dcache.fork(sid, next_id)
+            live.append(next_id)
+            next_id += 1
+        elif op == "free":
+            sid = live.pop(rng.integers(len(live)))
+            host.free(sid)
+            dcache.free(sid)
+        else:
+            sid = live[rng.integers(len(live))]
+            layer = int(rng.integers(2))
+            if host.layer_len(sid, layer) == 0:   # (rocmforge.mx's NumPy path rejects 0 rows)
+                continue
+            for a, b in zip(host.read(sid, layer), dcache.read(sid, layer)):
+                np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+        assert host.page_table(live[0]) == dcache.page_table(live[0]) if live else True
+        if step % 50 == 49:
+            assert_pages_equal(host, dcache, f"step {step}")
+    dcache.check()
+    assert_pages_equal(host, dcache, "end")
+
+
+@pytest.mark.parametrize("dtype", [KvCacheDtype.F16, KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP4],
+                         ids=lambda d: d.name)
+def test_random_ops_cpu_device(dtype):
+    _random_ops(device.get_device("cpu"), dtype, 150, 11)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=lambda d: d.name)
+def test_random_ops_gpu(gpu, dtype):
+    _random_ops(gpu, dtype, 300, ALL_DTYPES.index(dtype))
+
+
+@pytest.mark.parametrize("kind", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_full_leaves_device_cache_unchanged(kind):
+    dev = _device(kind)
+    cfg = CacheConfig(16, 4, 2, 32, 2, KvCacheDtype.MXFP4)
+    host, dcache = pair(cfg, dev)
+    rng = np.random.default_rng(3)
+    for c in (host, dcache):
+        c.allocate("a")
+    k = rng.standard_normal((40, 2, 32)).astype(np.float32)
+    for c in (host, dcache):
+        for layer in range(2):
+            c.append("a", layer, k, k)                    # 3 pages of 4
+        c.fork("a", "b")
+    before = [dcache.storage.to_host(l) for l in range(2)]
+    table = dcache.page_table("a")
+    with pytest.raises(KvCacheFull):                      # copy-on-write + 2 new pages > 1 free
+        dcache.append("b", 0, np.ones((30, 2, 32), np.float32), np.ones((30, 2, 32), np.float32))
+    after = [dcache.storage.to_host(l) for l in range(2)]
+    for (k0, v0), (k1, v1) in zip(before, after):
+        np.testing.assert_array_equal(k0, k1)
+        np.testing.assert_array_equal(v0, v1)
+    assert dcache.page_table("a") == table == dcache.page_table("b")
+    assert dcache.layer_len("b", 0) == 40 and dcache.pool.num_free == 1
+    dcache.check()
+    assert_pages_equal(host, dcache)
+
+
+def test_device_storage_errors():
+    dev = device.get_device("cpu")
+    cfg = CacheConfig(16, 4, 2, 32, 1, KvCacheDtype.F16)
+    cache = KvCache(cfg, storage=DeviceStorage(dev, cfg))
+    cache.allocate(0)
+    with pytest.raises(ValueError, match=r"k must have shape \(n_tokens, 2, 32\)"):
+        cache.append(0, 0, np.zeros((3, 2, 16)), np.zeros((3, 2, 32)))
+    with pytest.raises(ValueError, match="device v must be float32"):
+        cache.append(0, 0, np.zeros((3, 2, 32)), dev.to_device(np.zeros((3, 2, 32), np.float16)))
+    assert cache.layer_len(0, 0) == 0 and cache.pool.num_free == 4
+
+
+# ------------------------------------------------------------------ decode attention (GPU)
+CONTEXTS = [1, 17, 33, 100, 1037]
+HEADS = {64: 2, 128: 2, 256: 1}
+
+
+def build(dev, dtype, page_size, hk, d, rng, layers=1):
+    cfg = CacheConfig(page_size, sum(-(-n // page_size) for n in CONTEXTS) + 8, hk, d, layers, dtype)
+    host, dcache = pair(cfg, dev)
+    for sid, n in enumerate(CONTEXTS):
+        k = rng.standard_normal((n, hk, d)).astype(np.float32)
+        v = rng.standard_normal((n, hk, d)).astype(np.float32)
+        for c in (host, dcache):
+            c.allocate(sid)
+            cut = n // 2
+            c.append(sid, 0, k[:cut], v[:cut])
+            for t in range(cut, min(n, cut + 3)):
+                c.append(sid, 0, k[t:t + 1], v[t:t + 1])
+            if n > cut + 3:
+                c.append(sid, 0, k[cut + 3:], v[cut + 3:])
+        if sid == 2:                                   # a fork sharing pages, 4 more tokens
+            kk = rng.standard_normal((4, hk, d)).astype(np.float32)
+            for c in (host, dcache):
+                c.fork(2, "fork")
+                c.append("fork", 0, kk, kk)
+    return host, dcache, list(range(len(CONTEXTS))) + ["fork"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("head_dim", [64, 128, 256])
+@pytest.mark.parametrize("window", [None, 24])
+@pytest.mark.parametrize("gqa", [1, 4])
+@pytest.mark.parametrize("page_size", [16, 32])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=lambda d: d.name)
+def test_decode_attention_gpu(gpu, dtype, page_size, gqa, window, head_dim):
+    rng = np.random.default_rng([page_size, gqa, head_dim, window or 0, ALL_DTYPES.index(dtype)])
+    hk = HEADS[head_dim]
+    host, dcache, sids = build(gpu, dtype, page_size, hk, head_dim, rng)
+    assert_pages_equal(host, dcache, "attention cache")
+    q = rng.standard_normal((len(sids), hk * gqa, head_dim)).astype(np.float32)
+    scale = head_dim ** -0.5
+    out = attn_ops.decode_attention(dcache, 0, sids, q, scale, window=window).copy_to_host()
+    cpu = decode_attention(host, 0, sids, q, scale, window=window)
+    assert out.shape == cpu.shape and out.dtype == np.float32
+    for b, sid in enumerate(sids):
+        k, v = walk_page_table(host, 0, sid)
+        vmax = np.abs(v).max()
+        atol = gpu_atol(dtype, head_dim) * vmax
+        np.testing.assert_allclose(out[b], cpu[b], rtol=0, atol=atol,
+                                   err_msg=f"{dtype.name} seq {sid}: GPU vs CPU decode_attention")
+        want = ref_attention(q[b:b + 1], k, v, scale, window)[0]
+        np.testing.assert_allclose(out[b], want, rtol=0, atol=atol,
+                                   err_msg=f"{dtype.name} seq {sid}: GPU vs float64 reference")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [KvCacheDtype.F32, KvCacheDtype.MXFP4, KvCacheDtype.MXFP8_E4M3],
+                         ids=lambda d: d.name)
+def test_decode_attention_gpu_softcap_splits_and_groups(gpu, dtype):
+    rng = np.random.default_rng(99)
+    host, dcache, sids = build(gpu, dtype, 16, 2, 128, rng)
+    for gqa in (2, 3, 8):                   # group split into 2, 1 (x3), 4 (x2) heads per workgroup
+        q = 4 * rng.standard_normal((len(sids), 2 * gqa, 128)).astype(np.float32)
+        cpu = decode_attention(host, 0, sids, q, 0.1, window=300, softcap=5.0)
+        for n_splits in (None, 1, 3, 40):
+            table, lens, hl = attn_ops_tables(dcache, sids)
+            out = attn_ops.paged_decode_attention(
+                gpu.to_device(q), dcache.storage.k_pages[0], dcache.storage.v_pages[0], table, lens,
+                dtype=dtype, num_kv_heads=2, head_dim=128, page_size=16,
+                row_bytes=dcache.config.row_bytes, scale=0.1, max_len=int(hl.max()), window=300,
+                softcap=5.0, n_splits=n_splits).copy_to_host()
+            np.testing.assert_allclose(out, cpu, rtol=0, atol=gpu_atol(dtype, 128) * 5,
+                                       err_msg=f"gqa {gqa} n_splits {n_splits}")
+    plain = attn_ops.decode_attention(dcache, 0, sids, q, 0.1, window=300).copy_to_host()
+    assert np.abs(plain - cpu).max() > 1e-3           # the cap changes the answer
+
+
+def attn_ops_tables(dcache, sids):
+    from rocmforge.kv.gpu import device_page_tables
+    return device_page_tables(dcache, 0, sids)
+
+
+def test_decode_attention_cpu_device_uses_cpu_op():
+    dev = device.get_device("cpu")
+    rng = np.random.default_rng(5)
+    host, dcache, sids = build(dev, KvCacheDtype.MXFP6_E3M2, 16, 2, 64, rng)
+    q = rng.standard_normal((len(sids), 4, 64)).astype(np.float32)
+    out = attn_ops.decode_attention(dcache, 0, sids, q, 0.125, window=50)
+    np.testing.assert_array_equal(out, decode_attention(host, 0, sids, q, 0.125, window=50))
+
+
+def test_split_plan():
+    for max_len in (1, 17, 1000, 32768):
+        for units in (1, 8, 512):
+            n, sl = attn_ops.split_plan("mxfp4", 128, max_len, units, 132)
+            assert n >= 1 and sl % 128 == 0 and (n - 1) * sl < max_len <= n * sl
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=lambda d: d.name)
+def test_bits_per_value_within_one_percent(dtype):
+    want = {KvCacheDtype.MXFP8_E4M3: 8.25, KvCacheDtype.MXFP6_E2M3: 6.25,
+            KvCacheDtype.MXFP6_E3M2: 6.25, KvCacheDtype.MXFP4: 4.25}.get(dtype)
+    cfg = CacheConfig(16, 64, 8, 128, 1, dtype)
+    st = DeviceStorage(device.get_device("cpu"), cfg)
+    bits = 8 * st.nbytes / (2 * 64 * 16 * 8 * 128)
+    if want is not None:
+        assert abs(bits - want) <= 0.01 * want
+    else:
+        assert bits == dtype.bits_per_value
