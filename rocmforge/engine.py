@@ -67,16 +67,16 @@ class _Seq:
 
 
 def _resolve_device(device: str) -> str:
+    """auto|cpu|cuda|hip -> "cpu" or the GPU backend's name ("cuda" / "hip")."""
     device = (device or "auto").lower()
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected one of: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return device
+    from . import device as devmod
     if device == "auto":
-        return "cpu"                    # the GPU forward pass is not built yet
-    if device != "cpu":
-        raise NotImplementedError(
-            f"device={device!r}: the GPU forward pass is not implemented yet; "
-            "use device='cpu' (rocmforge.device runs the MX kernels on the GPU)")
-    return device
+        return devmod.get_device().kind if devmod.gpu_available() else "cpu"
+    return devmod.get_device(device).kind     # raises DeviceError if that backend has no GPU
 
 
 class Model:
@@ -90,22 +90,32 @@ class Model:
             raise FileNotFoundError(f"model file not found: {path}")
         t0 = time.perf_counter()
         self.device = _resolve_device(device)
-        self.kv_dtype = KvCacheDtype.parse(kv_cache_dtype or "f32")
+        gpu = self.device != "cpu"
+        self.kv_dtype = KvCacheDtype.parse(kv_cache_dtype or ("mxfp6_e2m3" if gpu else "f32"))
         self._reader = GGUFReader(path)
         meta = self._reader.metadata
         self.tokenizer = Tokenizer.from_metadata(meta)
         self.config = ModelConfig.from_metadata(meta, vocab_size=self.tokenizer.vocab_size)
         tensors = {n: (t.data, t.ttype, t.shape) for n, t in self._reader.tensors.items()}
-        self.transformer = Transformer(self.config, tensors, parse_weights_dtype(weights_dtype),
-                                       progress=progress)
         self.n_ctx = min(int(n_ctx or min(self.config.context_length, 4096)),
                          self.config.context_length)
         self.max_batch = int(max_batch)
         c = self.config
-        pages = -(-self.n_ctx // page_size) * self.max_batch
-        self.cache = KvCache(CacheConfig(page_size=page_size, max_pages=pages,
-                                         num_heads=c.n_kv_heads, head_dim=c.head_dim,
-                                         num_layers=c.n_layers, dtype=self.kv_dtype))
+        if gpu:                          # weights on the device, KV in device memory
+            from . import device as devmod
+            from .model.gpu_transformer import GpuTransformer
+            self.transformer = GpuTransformer(self.config, tensors,
+                                              parse_weights_dtype(weights_dtype),
+                                              devmod.get_device(self.device), self.n_ctx,
+                                              progress=progress)
+            self.cache = self.transformer.make_cache(self.max_batch, self.kv_dtype)
+        else:
+            self.transformer = Transformer(self.config, tensors,
+                                           parse_weights_dtype(weights_dtype), progress=progress)
+            pages = -(-self.n_ctx // page_size) * self.max_batch
+            self.cache = KvCache(CacheConfig(page_size=page_size, max_pages=pages,
+                                             num_heads=c.n_kv_heads, head_dim=c.head_dim,
+                                             num_layers=c.n_layers, dtype=self.kv_dtype))
         self._next_sid = 0
         self.path = path
         self.load_seconds = time.perf_counter() - t0
@@ -114,6 +124,9 @@ class Model:
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         if self._reader is not None:
+            for obj in (self.cache, self.transformer):   # GPU: free device memory now
+                if hasattr(obj, "close"):
+                    obj.close()
             self.transformer = None
             self.cache = None
             self._reader.close()
@@ -287,7 +300,7 @@ class Model:
 
 def load(path, device: str = "auto", kv_cache_dtype=None, weights_dtype=None, **kw) -> Model:
     """Load a GGUF model.  device: auto|cpu|cuda|hip; kv_cache_dtype: a ``KvCacheDtype``
-    name (default F32 on the CPU); weights_dtype: requantize matrices at load
+    name (default F32 on the CPU, MXFP6_E2M3 on a GPU); weights_dtype: requantize matrices at load
     (mxfp4, mxfp6_e2m3, mxfp8_e4m3, f16, ...), None keeps the file's types."""
     return Model(os.fspath(path), device=device, kv_cache_dtype=kv_cache_dtype,
                  weights_dtype=weights_dtype, **kw)
