@@ -125,7 +125,8 @@ def dequantize(data, fmt, dtype=np.float32, impl: str = "auto", out=None) -> np.
         return out if out is not None else res.reshape(shape)
     res = np.empty(flat.size // fmt.block_bytes * BLOCK_SIZE, np.float32)
     _fast.dequantize_blocks(fmt.spec, _table(fmt), flat, res)
-    if out is None:
-        return res.reshape(shape).astype(dtype)
-    out[...] = res.reshape(shape)
+    with np.errstate(over="ignore"):        # beyond the float16 range -> inf, as a cast does
+        if out is None:
+            return res.reshape(shape).astype(dtype)
+        out[...] = res.reshape(shape)
     return out
