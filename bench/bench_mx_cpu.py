@@ -2,7 +2,8 @@
 """MX quantize / dequantize throughput on one CPU core: Cython fast path vs NumPy reference.
 
 Throughput is GB/s of float32 (input for quantize, output for dequantize), best of
---repeat runs.  Run:  python bench/bench_mx_cpu.py [--mib 64] [--repeat 5]
+--repeat runs.  Run:  python bench/bench_mx_cpu.py [--mib 32] [--repeat 5]
+Both paths run on the same data size in the same run.
 """
 import argparse
 import os
@@ -27,10 +28,13 @@ def best_time(fn, repeat):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mib", type=float, default=64, help="float32 MiB per fast-path run")
-    ap.add_argument("--ref-mib", type=float, default=8, help="float32 MiB per reference run")
+    ap.add_argument("--mib", type=float, default=32, help="float32 MiB per run")
+    ap.add_argument("--ref-mib", type=float, default=None,
+                    help="float32 MiB per reference run (default: the same as --mib)")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    if args.ref_mib is None:
+        args.ref_mib = args.mib
     if not mx.have_fast_path():
         raise SystemExit("rocmforge.mx._fast is not built: pip install -e . first")
     rng = np.random.default_rng(0)
