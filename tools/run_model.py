@@ -68,6 +68,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     import rocmforge
+    from rocmforge.device.errors import DeviceError
     from rocmforge.gguf.errors import GGUFError
 
     path = args.model if args.model is not None else default_model()
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
         model = rocmforge.load(path, device=args.device, kv_cache_dtype=args.kv_cache_dtype,
                                weights_dtype=args.weights_dtype, n_ctx=args.n_ctx,
                                max_batch=1, progress=sys.stderr.isatty())
-    except (OSError, GGUFError, ValueError, NotImplementedError) as e:
+    except (OSError, GGUFError, ValueError, NotImplementedError, DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     with model:
