@@ -6,9 +6,7 @@ for every type, the ones gguf-py lacks included), and hand-built blocks.
 Real files: EVERY tensor of stories260K.gguf and EVERY tensor of the Gemma 3 270M Q4_K_M
 GGUF is compared in full with gguf-py (big tensors in row chunks to bound memory; about
 10-30 s of gguf-py dequantization on 2 cores).  Raw tensor bytes come from
-rocmforge.gguf.reader.GGUFReader when it imports, else from gguf-py's reader (which takes
-~20 s to parse Gemma's 262k-token vocabulary).  TODO(lead): drop the gguf-py fallback in
-``_tensors`` once the reader is merged.
+rocmforge.gguf.reader.GGUFReader (tests/gguf/test_reader.py checks it against gguf-py).
 """
 from __future__ import annotations
 
