@@ -4,7 +4,8 @@ KvCacheDtype, against PyTorch's scaled_dot_product_attention on a dense float16 
 the same shape, in the same run.
 
     python bench/bench_kv_attention.py [--contexts 1024 4096 16384 32768] [--batches 1 16]
-                                       [--iters 30] [--json out.json]
+                                       [--iters 30] [--json out.json] [--splits N]
+    python bench/bench_kv_attention.py --accuracy [--dtypes ...]   # worst GPU-vs-CPU error
 
 Shape: 32 query heads, 8 KV heads, head_dim 128, page_size 16, one layer; every sequence of
 a batch holds `context` tokens (random normal K/V quantized by kv_write; pages in a random
@@ -131,6 +132,40 @@ def torch_sdpa_ms(batch, ctx, iters, repeats):
     return best
 
 
+def accuracy(dev, dtypes, rng):
+    """Worst max|GPU - CPU decode_attention| / max|v| per dtype (head_dim 128, standard
+    normal q/K/V, contexts 1..4099, page 16/32, GQA 1/4/8, window none/24): the figure the
+    tests' tolerances are stated against."""
+    from rocmforge.kv import KvCache, decode_attention
+    print("\n| dtype | worst max|GPU - CPU| / max|v| (head_dim 128) |")
+    print("|---|---:|")
+    worst_all = {}
+    for dt in dtypes:
+        worst = 0.0
+        for page in (16, 32):
+            lens = [1, 17, 33, 100, 1037, 4099]
+            cfg = CacheConfig(page, sum(-(-n // page) for n in lens) + 4, 2, D, 1, dt)
+            host, dc = KvCache(cfg), KvCache(cfg, storage=DeviceStorage(dev, cfg))
+            for sid, n in enumerate(lens):
+                k = rng.standard_normal((n, 2, D)).astype(np.float32)
+                v = rng.standard_normal((n, 2, D)).astype(np.float32)
+                for c in (host, dc):
+                    c.allocate(sid)
+                    c.append(sid, 0, k, v)
+            sids = list(range(len(lens)))
+            for gqa in (1, 4, 8):
+                for window in (None, 24):
+                    q = rng.standard_normal((len(sids), 2 * gqa, D)).astype(np.float32)
+                    out = attn_ops.decode_attention(dc, 0, sids, q, D ** -0.5, window=window).copy_to_host()
+                    ref = decode_attention(host, 0, sids, q, D ** -0.5, window=window)
+                    for b, sid in enumerate(sids):
+                        vmax = np.abs(host.read(sid, 0)[1]).max()
+                        worst = max(worst, float(np.abs(out[b] - ref[b]).max() / vmax))
+        worst_all[dt.value] = worst
+        print(f"| {dt.name} | {worst:.2e} |", flush=True)
+    return worst_all
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--contexts", type=int, nargs="*", default=[1024, 4096, 16384, 32768])
@@ -139,6 +174,9 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--splits", type=int, default=0, help="force n_splits (0: split_plan)")
+    ap.add_argument("--accuracy", action="store_true",
+                    help="only measure the worst GPU-vs-CPU error of each dtype at head_dim 128")
     args = ap.parse_args(argv)
     if not device.gpu_available():
         print("no GPU:", device.backend_status())
@@ -152,6 +190,9 @@ def main(argv=None) -> int:
     print(f"# decode attention: {HQ} query heads, {HK} KV heads, head_dim {D}, page_size {PAGE}, "
           f"1 layer")
     dtypes = [KvCacheDtype.parse(d) for d in args.dtypes]
+    if args.accuracy:
+        accuracy(dev, dtypes, rng)
+        return 0
     print("\n| dtype | bits/value | KV bytes/token/layer | vs 8.25/6.25/4.25 |")
     print("|---|---:|---:|---|")
     mem = {}
@@ -180,13 +221,14 @@ def main(argv=None) -> int:
                 cfg = CacheConfig(PAGE, batch * ctx // PAGE + 1, HK, D, 1, dt)
                 st, table, lens = fill_cache(dev, cfg, batch, ctx, rng)
                 n_splits, _ = attn_ops.split_plan(dt, D, ctx, batch * HK, dev.info.multiprocessors)
+                n_splits = args.splits or n_splits
                 ws = dev.alloc(attn_ops.workspace_bytes(batch, HQ, D, n_splits))
 
                 def run(stream):
                     attn_ops.paged_decode_attention(
                         q, st.k_pages[0], st.v_pages[0], table, lens, dtype=dt, num_kv_heads=HK,
                         head_dim=D, page_size=PAGE, row_bytes=cfg.row_bytes, scale=D ** -0.5,
-                        max_len=ctx, out=out, workspace=ws, stream=stream)
+                        max_len=ctx, n_splits=n_splits, out=out, workspace=ws, stream=stream)
                 ms = time_ms(dev, run, iters, args.repeats)
                 nbytes = 2 * batch * ctx * cfg.row_bytes
                 gbs = nbytes / ms / 1e6

@@ -23,6 +23,9 @@
 // dot products (block scale applied once per lane) summed over the LPT lanes with xor
 // shuffles.  At the end the slots are merged through LDS and the workgroup writes its
 // partial (acc relative to M, M, L) for each of its G heads.
+// On NVIDIA sm_80+ the MX kernels at head_dim 128 use tensor-core bodies instead (same
+// entry points, work split and partial results): float16 mma for MXFP6/MXFP4, TF32 mma for
+// MXFP8 (below).
 // Kernel 2, attn_combine: one workgroup per (sequence, query head) merges the splits:
 // out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
 // (scores times log2 e).
@@ -564,9 +567,338 @@ RF_DEVICE void rf_attn_decode_tc(float* __restrict__ part_o, float* __restrict__
     part_ml[(row0 + (rf_i64)tid * n_splits) * 2 + 1] = sum;
   }
 }
+
+// ---------------------------------------------------------------- kernel 1, float16 tensor cores
+// NVIDIA sm_80+, MXFP6_E2M3 / MXFP6_E3M2 / MXFP4 at head_dim 128: the layout of the TF32
+// body above, with both products as float16 mma.m16n8k16 (half the mma count) and the
+// codes turned into float16 bits with integer ops instead of per-value float decoding.
+// * A code's exponent|mantissa bits placed at bit 10 - mbits of a half (sign moved to bit
+//   15) are float16 bits of value * 2^-(15 - bias), subnormals included; two codes per u32
+//   (rf_h16_pair_at: FP6 one byte permute, one shift, two ands and a multiply-add per pair).
+// * Block scales are powers of two, applied as one float16 multiply per pair by
+//   2^(e - e_ref + 15 - bias): the result value * 2^(e - e_ref) is exact in float16 (at
+//   most 4 significant bits, |.| <= 28) unless the block's scale is more than 2^20 below
+//   e_ref; then it is rounded to float16's subnormal step 2^-24 (an absolute error of at
+//   most 2^-25 of the reference block's scale).  K: e_ref = the largest scale of the position (its 4 blocks, one per
+//   lane), 2^(e_ref - 127) multiplies that position's score in float32.  V: e_ref = a
+//   running warp maximum of the V scales; the accumulator is rescaled when it grows and
+//   multiplied by 2^(e_ref - 127) at the end.  An E8M0 NaN scale (0xFF) makes the
+//   position's score, or the warp's output, NaN.
+// * q is multiplied by 2^-qe (max |q| of the head in [1, 2)) before the float16 rounding,
+//   so float16's range never clips it; 2^qe is applied to the score.  q and p are rounded
+//   to float16 (2^-11 relative, as TF32).
+// K lane (g, t4) holds MX block t4 of position g: pair j of the block (FP6 values
+// 8 (j / 4) + j % 4 + {0, 4}; FP4 the nibbles of byte j, values j and j + 16) is b0b1
+// (j even) / b2b3 (j odd) of mma j / 2; q uses the same permutation.  V lanes as in the
+// TF32 body (unit g, 16 values), with the float16 pairs of two positions interleaved by
+// byte permutes.  Loads: each warp issues its next step's K words right after S and its
+// V words as soon as this step's are unpacked (before P V), with the page-table entries
+// read one step earlier still.
+// H100, batch 16 x 32k, MXFP6: 0.47 ms (TF32 body, old split plan: 0.77 ms).  Nsight on an
+// earlier revision: ~1100 instructions per warp per 16 positions, 8 warps per SM (~190
+// registers), issue slots 56% busy, DRAM 36%: issue/latency-bound, not bandwidth-bound.
+#define RF_HAVE_H16_ATTN 1
+template <class F>
+struct rf_h16 {
+  static constexpr int P = 10 - F::mbits;                         // code bit 0 -> half bit P
+  static constexpr int SB = P + F::bits - 1;                      // where the sign bit lands
+  static constexpr rf_u32 SMASK = (1u << SB) | (1u << (SB + 16));
+  static constexpr rf_u32 SMUL = (1u << (15 - SB)) - 1u;          // s * SMUL: bit SB -> 15
+  static constexpr int EBIAS = 30 - F::bias;                      // half exponent of 2^(15-bias)
+  static constexpr int BB = F::block_bytes;
+  static constexpr int NWO = (BB + 3) / 4;                        // words of one whole block
+  // K lane: the two values (h = 0, 1) of pair j, as indices within the block
+  static RF_DEVICE int kdim(int j, int h) { return F::bits == 4 ? j + 16 * h : 8 * (j >> 2) + (j & 3) + 4 * h; }
+};
+
+// Two codes (bits 0.. and F::bits.. of y) -> float16x2 bits of value * 2^-(15 - bias).
+template <class F>
+RF_DEVICE rf_u32 rf_h16_pair(rf_u32 y) {
+  typedef rf_h16<F> H;
+  constexpr rf_u32 M = (1u << F::bits) - 1u;
+  const rf_u32 r = ((y & M) << H::P) | ((y & (M << F::bits)) << (16 + H::P - F::bits));
+  return r + (r & H::SMASK) * H::SMUL;
+}
+// float16x2 bits of 2^(ex - 15) in both halves (0 when ex <= 0; ex <= 30 here).
+RF_DEVICE rf_u32 rf_h16_pow2(int ex) { return ex > 0 ? (rf_u32)ex * 0x04000400u : 0u; }
+RF_DEVICE rf_u32 rf_byte_perm(rf_u32 x, rf_u32 y, rf_u32 sel) { return __byte_perm(x, y, sel); }
+// Bits [off, off + 32) of the little-endian word stream w (compile-time off after unrolling).
+template <int N>
+RF_DEVICE rf_u32 rf_bits_at(const rf_u32 (&w)[N], int off) {
+  const int i = off >> 5, o = off & 31;
+  return o == 0 ? w[i] : rf_funnel_r(w[i], i + 1 < N ? w[i + 1] : 0u, (rf_u32)o);
+}
+// Pair p (0..15) of the code stream that starts at byte `byte0` of w, as float16x2 bits of
+// value * 2^-(15 - bias).  FP4: byte p, i.e. values p (low nibble) and p + 16 (high).  FP6:
+// values 8 q + k and 8 q + k + 4 (q = p / 4, k = p % 4): one byte permute gathers the
+// 6-byte group's bytes so that both codes sit 16 bits apart at bit s (s = 0, 6, 4, 10),
+// then one shift, two ands and a multiply-add put magnitude and sign in place.
+template <class F, int N>
+RF_DEVICE rf_u32 rf_h16_pair_at(const rf_u32 (&w)[N], int byte0, int p) {
+  typedef rf_h16<F> H;
+  if (F::bits == 4) return rf_h16_pair<F>(rf_bits_at(w, 8 * (byte0 + p)));
+  const int q = p >> 2, k = p & 3;
+  const int base = byte0 + 6 * q + (k >> 1), o = base & 3;
+  const rf_u32 x = rf_byte_perm(w[base >> 2], w[(base >> 2) + 1],
+                                (rf_u32)(o | (o + 1) << 4 | (o + 3) << 8 | (o + 4) << 12));
+  const int sh = H::P - (k == 0 ? 0 : k == 1 ? 6 : k == 2 ? 4 : 10);
+  const rf_u32 r = sh >= 0 ? x << sh : x >> -sh;
+  constexpr rf_u32 MM = (31u << H::P) * 0x10001u;
+  return (r & H::SMASK) * (1u << (15 - H::SB)) + (r & MM);
+}
+RF_DEVICE void rf_mma_f16(float (&c)[2], rf_u32 a0, rf_u32 a2, rf_u32 b0, rf_u32 b1) {
+  float z2 = 0.0f, z3 = 0.0f;
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(z2), "+f"(z3)
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+
+template <class F, int G>
+RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,
+                                  const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,
+                                  const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens,
+                                  rf_i32 n_q_heads, rf_i32 n_kv_heads, rf_i32 q_sub, rf_i32 page_size,
+                                  rf_i32 page_shift, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,
+                                  rf_i32 split_len, rf_i32 window, float scale, float softcap) {
+  typedef rf_kv_fmt<3, F> K;
+  typedef rf_h16<F> H;
+  constexpr int D = 128, NWARP = RF_THREADS / 32, STEP = NWARP * 16;
+  constexpr int HB = D / RF_MX_BLOCK * F::block_bytes;
+  constexpr int NWO = H::NWO;
+  RF_SHARED float sm_m[NWARP][G];
+  RF_SHARED float sm_o[NWARP][G][D];
+  RF_SHARED float sm_l[NWARP][G];
+
+  const int tid = (int)rf_thread_idx_x();
+  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+  int idx = (int)rf_block_idx_x();
+  const int sub = idx % q_sub; idx /= q_sub;
+  const int kvh = idx % n_kv_heads; idx /= n_kv_heads;
+  const int split = idx % n_splits;
+  const int b = idx / n_splits;
+  const int len = seq_lens[b];
+  const int start = window > 0 ? rf_max_i32(0, len - window) : 0;
+  const int lo = start + split * split_len;
+  const int hi = rf_min_i32(len, lo + split_len);
+  const int qh0 = kvh * (n_q_heads / n_kv_heads) + sub * G;
+  const rf_i32* table = page_table + (rf_i64)b * table_stride;
+  const rf_i64 head_off = (rf_i64)kvh * HB;
+  const float neg_inf = rf_uint_as_float(0xff800000u);
+
+  // Q (A operand, row g, block t4): mma j holds pairs 2j (a0a1) and 2j + 1 (a4a5).
+  rf_u32 qa[8][2];
+  float qf;  // 2^qe: the score factor of row g
+  {
+    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < G ? g : 0)) * D + 32 * t4;
+    float amax = 0.0f;
+    for (int k = 0; k < 32; k += 4) {
+      const rf_u32x4 x = *(const rf_u32x4*)(qg + k);  // q is 16-byte aligned
+      amax = rf_fmaxf(amax, rf_fmaxf(rf_fmaxf(rf_fabsf(rf_uint_as_float(x.x)), rf_fabsf(rf_uint_as_float(x.y))),
+                                     rf_fmaxf(rf_fabsf(rf_uint_as_float(x.z)), rf_fabsf(rf_uint_as_float(x.w)))));
+    }
+    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
+    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
+    const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
+    const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
+    qf = rf_uint_as_float((rf_u32)eb << 23);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int p = 2 * j + e;
+        qa[j][e] = g < G ? rf_pack_half2_rn(qg[H::kdim(p, 0)] * qs, qg[H::kdim(p, 1)] * qs) : 0u;
+      }
+    }
+  }
+  float o[16][2];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) o[i][0] = o[i][1] = 0.0f;
+  float m_run = neg_inf, l_run = 0.0f;
+  int ev_run = 0;  // V reference scale (E8M0), warp-uniform
+
+  // Raw loads of a step: K positions base + 8 tt + g (block t4, whole); V positions
+  // base + 8 (r >> 1) + 2 t4 + (r & 1) (unit g).  Each set is reloaded for the next step
+  // as soon as this step has consumed it (K after S, V after P V): one set of registers.
+  rf_u32 kw[2][NWO], ksh[2], vw[4][K::NW], vsh[4], vsb[4];
+  // Page ids of the next loads' positions, read from the table one step earlier still, so
+  // that the page-table read is off the critical path of the data loads.
+  rf_i32 pk[2], pv[4];
+  auto kpos = [&](int base, int tt) { const int t = base + 8 * tt + g; return t < hi ? t : lo; };
+  auto vpos = [&](int base, int r) { const int t = base + 8 * (r >> 1) + 2 * t4 + (r & 1); return t < hi ? t : lo; };
+  auto page_of = [&](int t) { return page_shift >= 0 ? (t >> page_shift) : t / page_size; };
+  auto load_tab = [&](int base) {
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) pk[tt] = table[page_of(kpos(base, tt))];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) pv[r] = table[page_of(vpos(base, r))];
+  };
+  auto load_k = [&](int base) {
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+      const int tk = base + 8 * tt + g;
+      const bool ok = tk < hi;
+      const int tc = kpos(base, tt);
+      const rf_i64 off = ((rf_i64)pk[tt] * page_size + (tc - page_of(tc) * page_size)) * row_bytes + head_off;
+      const rf_u64 a = (rf_u64)(k_pages + off + t4 * F::block_bytes);
+      const rf_u32* ab = (const rf_u32*)(a & ~(rf_u64)3);
+      ksh[tt] = (rf_u32)(a & 3u) * 8u;
+#pragma unroll
+      for (int i = 0; i < NWO; ++i) kw[tt][i] = ok ? ab[i] : 0u;
+    }
+  };
+  auto load_v = [&](int base) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int tv = base + 8 * (r >> 1) + 2 * t4 + (r & 1);
+      const bool ok = tv < hi;
+      const int tc = vpos(base, r);
+      const rf_i64 off = ((rf_i64)pv[r] * page_size + (tc - page_of(tc) * page_size)) * row_bytes + head_off;
+      rf_lane_load<3, F>(v_pages + off, g, ok, vw[r], vsh[r], vsb[r]);
+    }
+  };
+  if (lo + warp * 16 < hi) {
+    load_tab(lo + warp * 16);
+    load_k(lo + warp * 16);
+    load_v(lo + warp * 16);
+    if (lo + warp * 16 + STEP < hi) load_tab(lo + warp * 16 + STEP);
+  }
+  for (int base = lo + warp * 16; base < hi; base += STEP) {  // uniform per warp
+    const bool more = base + STEP < hi;
+    bool vvalid[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) vvalid[r] = base + 8 * (r >> 1) + 2 * t4 + (r & 1) < hi;
+    // S = Q K^T for the two 8-position tiles; sf: 2^(e_ref - 127) of columns 2 t4 + e
+    float sc[2][2], sf[2][2];
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+      rf_u32 w[NWO];  // the block's bytes: scale in byte 0, codes from byte 1
+#pragma unroll
+      for (int i = 0; i < NWO; ++i) w[i] = rf_funnel_r(kw[tt][i], i + 1 < NWO ? kw[tt][i + 1] : 0u, ksh[tt]);
+      const int eu = (int)(w[0] & 0xffu);
+      int et = rf_max_i32(eu, (int)rf_shfl_xor_u32((rf_u32)eu, 1));
+      et = rf_max_i32(et, (int)rf_shfl_xor_u32((rf_u32)et, 2));
+      const rf_u32 fac = rf_h16_pow2(H::EBIAS + eu - et);
+      sc[tt][0] = sc[tt][1] = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        rf_u32 bb[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int p = 2 * j + e;
+          bb[e] = rf_h2_mul(rf_h16_pair_at<F>(w, 1, p), fac);
+        }
+        rf_mma_f16(sc[tt], qa[j][0], qa[j][1], bb[0], bb[1]);
+      }
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        sf[tt][e] = rf_e8m0_to_float((rf_u32)__shfl_sync(0xffffffffu, et, 8 * t4 + 4 * e)) * qf;
+    }
+    if (more) load_k(base + STEP);   // in flight during the rest of this step
+    // scores of head g at positions base + 8 tt + 2 t4 + e (C layout c0, c1)
+    float s[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      float x = sc[r >> 1][r & 1] * sf[r >> 1][r & 1] * scale;
+      if (softcap > 0.0f) x = rf_softcap(x, softcap);
+      s[r] = vvalid[r] ? x * RF_LOG2E : neg_inf;
+    }
+    float mx = rf_fmaxf(rf_fmaxf(s[0], s[1]), rf_fmaxf(s[2], s[3]));
+    mx = rf_fmaxf(mx, rf_shfl_xor_f(mx, 1));
+    mx = rf_fmaxf(mx, rf_shfl_xor_f(mx, 2));
+    const float m_new = rf_fmaxf(m_run, mx);
+    float p[4], alpha = 1.0f;
+    if (m_new == neg_inf) {
+      p[0] = p[1] = p[2] = p[3] = 0.0f;
+    } else {
+      alpha = rf_exp2f(m_run - m_new);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) p[r] = rf_exp2f(s[r] - m_new);
+      l_run = l_run * alpha + ((p[0] + p[1]) + (p[2] + p[3]));
+      m_run = m_new;
+    }
+    // V reference scale: running warp maximum
+    const int ev_step = (int)__reduce_max_sync(
+        0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
+    if (ev_step > ev_run) {  // warp-uniform
+      alpha *= rf_exp2f((float)(ev_run - ev_step));
+      ev_run = ev_step;
+    }
+    if (__any_sync(0xffffffffu, alpha != 1.0f)) {  // rare once the maxima settle
+#pragma unroll
+      for (int i = 0; i < 16; ++i) { o[i][0] *= alpha; o[i][1] *= alpha; }
+    }
+    // O += P V: float16 pairs of each position, then (position 2t4, 2t4+1) interleaved
+    rf_u32 cw[4][K::NW], fac[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+#pragma unroll
+      for (int i = 0; i < K::NW; ++i) cw[r][i] = rf_funnel_r(vw[r][i], i + 1 < K::NW ? vw[r][i + 1] : 0u, vsh[r]);
+      fac[r] = rf_h16_pow2(H::EBIAS + (int)vsb[r] - ev_run);
+    }
+    if (more) load_v(base + STEP);                 // V words consumed: in flight during P V
+    if (base + 2 * STEP < hi) load_tab(base + 2 * STEP);
+    const rf_u32 pa0 = rf_pack_half2_rn(p[0], p[1]), pa1 = rf_pack_half2_rn(p[2], p[3]);
+#pragma unroll
+    for (int pp = 0; pp < 8; ++pp) {
+      rf_u32 pv[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        pv[r] = rf_h2_mul(rf_h16_pair_at<F>(cw[r], 0, pp), fac[r]);
+      }
+      // pair pp holds values (FP6) 8 (pp / 4) + pp % 4 + {0, 4} / (FP4) pp, pp + 8 of the
+      // unit: n-tiles
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int i = F::bits == 4 ? pp + 8 * h : 8 * (pp >> 2) + 4 * h + (pp & 3);
+        const rf_u32 sel = h ? 0x7632u : 0x5410u;
+        rf_mma_f16(o[i], pa0, pa1, __byte_perm(pv[0], pv[1], sel), __byte_perm(pv[2], pv[3], sel));
+      }
+    }
+  }
+
+  // ---- merge the warps (head g of lanes 4 g .. 4 g + 3)
+  l_run += rf_shfl_xor_f(l_run, 1);
+  l_run += rf_shfl_xor_f(l_run, 2);
+  if (t4 == 0 && g < G) sm_m[warp][g] = m_run;
+  rf_barrier();
+  if (g < G) {
+    float M = neg_inf;
+#pragma unroll
+    for (int w = 0; w < NWARP; ++w) M = rf_fmaxf(M, sm_m[w][g]);
+    const float f = m_run == neg_inf ? 0.0f : rf_exp2f(m_run - M);
+    const float fo = f * rf_e8m0_to_float((rf_u32)ev_run);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      sm_o[warp][g][K::elem(2 * t4, i)] = o[i][0] * fo;
+      sm_o[warp][g][K::elem(2 * t4 + 1, i)] = o[i][1] * fo;
+    }
+    if (t4 == 0) sm_l[warp][g] = l_run * f;
+  }
+  rf_barrier();
+  const rf_i64 row0 = ((rf_i64)b * n_q_heads + qh0) * n_splits + split;
+  for (int i = tid; i < G * D; i += RF_THREADS) {
+    const int gg = i / D, e = i % D;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NWARP; ++w) sum += sm_o[w][gg][e];
+    part_o[(row0 + (rf_i64)gg * n_splits) * D + e] = sum;
+  }
+  if (tid < G) {
+    float M = neg_inf, sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NWARP; ++w) {
+      M = rf_fmaxf(M, sm_m[w][tid]);
+      sum += sm_l[w][tid];
+    }
+    part_ml[(row0 + (rf_i64)tid * n_splits) * 2] = M;
+    part_ml[(row0 + (rf_i64)tid * n_splits) * 2 + 1] = sum;
+  }
+}
 #endif
 
-// Tensor cores where they exist (NVIDIA sm_80+, MX, head_dim 128), else the FMA kernel.
+// Tensor cores where they exist (NVIDIA sm_80+, MX, head_dim 128: float16 for FP6/FP4, TF32
+// for MXFP8, whose NaN codes the float16 bit trick would not keep), else the FMA kernel.
 template <int KIND, class F, int D, int G>
 RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,
                              const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,
@@ -575,7 +907,12 @@ RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ par
                              rf_i32 page_shift, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,
                              rf_i32 split_len, rf_i32 window, float scale, float softcap) {
 #if defined(RF_HAVE_TC_ATTN)
-  if constexpr (KIND == 3 && D == 128) {
+  if constexpr (KIND == 3 && D == 128 && F::special == 0 && !F::is_int && (F::bits == 6 || F::bits == 4)) {
+    rf_attn_decode_h16<F, G>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, n_q_heads, n_kv_heads,
+                             q_sub, page_size, page_shift, row_bytes, table_stride, n_splits, split_len, window,
+                             scale, softcap);
+    return;
+  } else if constexpr (KIND == 3 && D == 128) {
     rf_attn_decode_tc<F, G>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, n_q_heads, n_kv_heads,
                             q_sub, page_size, page_shift, row_bytes, table_stride, n_splits, split_len, window,
                             scale, softcap);
@@ -612,8 +949,29 @@ RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, con
 }
 
 // ---------------------------------------------------------------- entry points
+// Workgroups per multiprocessor the compiler must fit (NVIDIA), a knob for the float16
+// body: 2 caps it at 128 registers (16 warps per SM instead of 8) but spills ~300 bytes a
+// thread and ran slower on an H100 (batch 16 x 32k MXFP6: 0.71 vs 0.69 ms, 0.86 vs 0.61 ms
+// on later revisions), so 1.
+#ifndef RF_ATTN_H16_OCCUPANCY
+#define RF_ATTN_H16_OCCUPANCY 1
+#endif
+template <int KIND, class F, int D>
+struct rf_attn_occupancy {
+#if defined(RF_HAVE_H16_ATTN)
+  static constexpr int value = KIND == 3 && D == 128 && F::special == 0 && !F::is_int &&
+                               (F::bits == 6 || F::bits == 4) ? RF_ATTN_H16_OCCUPANCY : 1;
+#else
+  static constexpr int value = 1;
+#endif
+};
+#if defined(__CUDACC__)
+#define RF_ATTN_BOUNDS(KIND, FMT, D) __launch_bounds__(RF_THREADS, rf_attn_occupancy<KIND, FMT, D>::value)
+#else
+#define RF_ATTN_BOUNDS(KIND, FMT, D) RF_LAUNCH_BOUNDS(RF_THREADS)
+#endif
 #define RF_ATTN_KERNEL(NAME, KIND, FMT, D, G)                                                        \
-  RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_decode_##NAME##_d##D##_g##G(                           \
+  RF_KERNEL RF_ATTN_BOUNDS(KIND, FMT, D) attn_decode_##NAME##_d##D##_g##G(                                   \
       float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
       const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
       const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads,  \
