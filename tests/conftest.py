@@ -48,3 +48,14 @@ def gemma_gguf() -> Path:
             pytest.fail(msg + " and ROCMFORGE_REQUIRE_DATA=1", pytrace=False)
         pytest.skip(msg)
     return Path(g.assemble())
+
+
+@pytest.fixture(scope="session")
+def gpu():
+    """The hip or cuda Device; the test skips when no GPU answers."""
+    from rocmforge import device
+    if not device.gpu_available():
+        reasons = "; ".join(f"{k}: {v}" for k, v in device.backend_status().items() if v)
+        pytest.skip(f"no GPU ({reasons})")
+    kind = "hip" if device.backend_status()["hip"] is None else "cuda"
+    return device.get_device(kind)

@@ -1,4 +1,4 @@
-"""Fixtures of the device tests: the GPU (skips without one), the CPU device, and a
+"""Fixtures of the device tests (the `gpu` fixture is in tests/conftest.py): the CPU device, and a
 bit-exact, NaN-aware array comparison that names the first differing block."""
 from __future__ import annotations
 
@@ -6,16 +6,6 @@ import numpy as np
 import pytest
 
 from rocmforge import device
-
-
-@pytest.fixture(scope="session")
-def gpu():
-    """The hip or cuda Device; the test skips when no GPU answers."""
-    if not device.gpu_available():
-        reasons = "; ".join(f"{k}: {v}" for k, v in device.backend_status().items() if v)
-        pytest.skip(f"no GPU ({reasons})")
-    kind = "hip" if device.backend_status()["hip"] is None else "cuda"
-    return device.get_device(kind)
 
 
 @pytest.fixture(scope="session")

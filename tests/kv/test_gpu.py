@@ -51,15 +51,6 @@ def gpu_atol(dtype, head_dim):
     return TC_ATOL if dtype.is_mx and head_dim == 128 else FMA_ATOL
 
 
-@pytest.fixture(scope="module")
-def gpu():
-    if not device.gpu_available():
-        reasons = "; ".join(f"{k}: {v}" for k, v in device.backend_status().items() if v)
-        pytest.skip(f"no GPU ({reasons})")
-    kind = "hip" if device.backend_status()["hip"] is None else "cuda"
-    return device.get_device(kind)
-
-
 def _device(kind):
     if kind == "cpu":
         return device.get_device("cpu")
