@@ -11,9 +11,9 @@ import warnings
 import pytest
 
 from rocmforge.model import Tokenizer
-from rocmforge.model.tokenizer import (CONTROL, GPT2_RE, LLAMA3_RE, NORMAL, QWEN2_RE, SPACE,
-                                       USER_DEFINED, StreamDecoder, TokenizerError, _RegexStep,
-                                       _clean_spaces)
+from rocmforge.model.pretokenize import GPT2_RE, LLAMA3_RE, QWEN2_RE, _RegexStep
+from rocmforge.model.tokenizer import (CONTROL, NORMAL, SPACE, USER_DEFINED, StreamDecoder,
+                                       TokenizerError, _clean_spaces)
 try:
     from tests.conftest import data_path
 except ImportError:  # run from inside tests/
