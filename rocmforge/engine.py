@@ -22,7 +22,7 @@ import numpy as np
 
 from .gguf.reader import GGUFReader
 from .kv import CacheConfig, KvCache, KvCacheDtype
-from .model.config import ModelConfig, ModelError
+from .model.config import ModelConfig
 from .model.sampler import Sampler, SamplerConfig
 from .model.tokenizer import Tokenizer
 from .model.transformer import Transformer

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rocmforge import mx
-from rocmforge.mx import MxFormat, reference
+from rocmforge.mx import MxFormat
 
 ALL = list(MxFormat)
 IMPLS = ["reference", "fast"]
