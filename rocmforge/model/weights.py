@@ -46,6 +46,10 @@ class Linear:
     def __init__(self, name: str, raw: np.ndarray, ttype: GgufTensorType, n_out: int, n_in: int):
         self.name, self.ttype, self.n_out, self.n_in = name, GgufTensorType(ttype), n_out, n_in
         self.raw = raw                                     # uint8 (n_out * row_bytes,)
+        if self.ttype not in quants.DEQUANT_TYPES:
+            raise NotImplementedError(f"{name}: tensor type {self.ttype.name} is not supported "
+                                      f"(rocmforge dequantizes: "
+                                      f"{', '.join(t.name for t in sorted(quants.DEQUANT_TYPES))})")
         block, bb = TYPE_SIZES[self.ttype]
         self.row_bytes = n_in // block * bb
         if n_in % block or raw.size != n_out * self.row_bytes:

@@ -142,3 +142,11 @@ def test_unknown_architecture(tmp_path):
     w.write()
     with pytest.raises(ModelError, match="unsupported architecture 'gpt2'.*llama, gemma3"):
         rocmforge.load(p)
+
+
+def test_unsupported_weight_type_fails_at_load():
+    from rocmforge.gguf.constants import GgufTensorType
+    from rocmforge.model.weights import Linear
+    raw = np.zeros(66 * 4, np.uint8)                       # 4 rows of 256 IQ2_XXS values
+    with pytest.raises(NotImplementedError, match="blk.0.attn_q.weight: tensor type IQ2_XXS"):
+        Linear("blk.0.attn_q.weight", raw, GgufTensorType.IQ2_XXS, 4, 256)
