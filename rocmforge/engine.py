@@ -247,7 +247,9 @@ class Model:
                     break
                 t0 = time.perf_counter()
                 out = []
-                for s in active:
+                for i, s in enumerate(seqs):
+                    if s.done:
+                        continue
                     tok = s.sampler(s.logits, s.tokens)
                     s.tokens.append(tok)
                     s.stats.generated_tokens += 1
@@ -266,7 +268,7 @@ class Model:
                         s.done, s.stats.stop_reason = True, "context"
                     end = len(s.text) if s.done else len(s.text) - hold
                     if end > s.emitted:
-                        out.append((s, s.text[s.emitted:end]))
+                        out.append((i, s.text[s.emitted:end]))
                         s.emitted = end
                 run = [s for s in active if not s.done]
                 if run:
@@ -277,15 +279,14 @@ class Model:
                 dt = time.perf_counter() - t0
                 for s in active:
                     s.stats.decode_seconds += dt
-                for s, piece in out:
-                    yield seqs.index(s), piece
-            for s in seqs:
+                yield from out
+            for i, s in enumerate(seqs):
                 if not s.done:
                     s.stats.stop_reason = "max_tokens"
                 if s.stats.stop_reason != "stop":
                     s.text += s.decoder.flush()
                 if len(s.text) > s.emitted:
-                    yield seqs.index(s), s.text[s.emitted:]
+                    yield i, s.text[s.emitted:]
                     s.emitted = len(s.text)
         finally:
             for s in seqs:

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from ..gguf import quants
 from ..kv import KvCache
 from ..kv.attention import cached_prefill_attention, decode_attention
 from .config import ModelConfig, ModelError
@@ -48,14 +49,19 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(c * (x + np.float32(0.044715) * x * x * x)))
 
 
-def rope(x: np.ndarray, pos: np.ndarray, base: float, n_dims: int, neox: bool,
-         scale: float = 1.0) -> np.ndarray:
-    """Rotary embedding of x (n, heads, d) at positions pos (n,); rotates the first n_dims."""
+def rope_tables(pos: np.ndarray, base: float, n_dims: int, scale: float = 1.0):
+    """cos, sin float32 (n, 1, n_dims/2) of positions pos (n,) for RoPE with ``base``."""
     half = n_dims // 2
     inv = base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_dims)        # (half,)
     ang = (pos.astype(np.float64) / scale)[:, None] * inv[None, :]           # (n, half)
-    cos = np.cos(ang).astype(np.float32)[:, None, :]
-    sin = np.sin(ang).astype(np.float32)[:, None, :]
+    return (np.cos(ang).astype(np.float32)[:, None, :],
+            np.sin(ang).astype(np.float32)[:, None, :])
+
+
+def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, n_dims: int,
+               neox: bool) -> np.ndarray:
+    """Rotate the first n_dims of x (n, heads, d) by the tables of ``rope_tables``."""
+    half = n_dims // 2
     out = x.copy()
     if neox:
         a, b = x[..., :half], x[..., half:n_dims]
@@ -66,6 +72,12 @@ def rope(x: np.ndarray, pos: np.ndarray, base: float, n_dims: int, neox: bool,
         out[..., 0:n_dims:2] = a * cos - b * sin
         out[..., 1:n_dims:2] = a * sin + b * cos
     return out
+
+
+def rope(x: np.ndarray, pos: np.ndarray, base: float, n_dims: int, neox: bool,
+         scale: float = 1.0) -> np.ndarray:
+    """Rotary embedding of x (n, heads, d) at positions pos (n,); rotates the first n_dims."""
+    return apply_rope(x, *rope_tables(pos, base, n_dims, scale), n_dims, neox)
 
 
 # ----------------------------------------------------------------------------- model
@@ -103,7 +115,6 @@ class Transformer:
                 raise ModelError(f"{cfg.arch} model lacks tensor {name!r}")
             raw, ttype, shape = tensors[name]
             if not linear:
-                from ..gguf import quants
                 return quants.dequantize(raw, ttype, shape=shape)
             if len(shape) != 2:
                 raise ModelError(f"{name}: expected a matrix, got shape {shape}")
@@ -176,6 +187,7 @@ class Transformer:
         if c.arch == "gemma3":
             x *= np.float32(math.sqrt(c.dim))
         act = gelu_tanh if c.arch == "gemma3" else silu
+        tables = {}                                       # RoPE base -> (cos, sin), once a pass
         for i, L in enumerate(self.layers):
             local = c.is_local(i)
             h = rms_norm(x, L.attn_norm, c.norm_eps)
@@ -186,8 +198,10 @@ class Transformer:
                 q = rms_norm(q, L.q_norm, c.norm_eps)
                 k = rms_norm(k, L.k_norm, c.norm_eps)
             base = c.rope_base_local if local else c.rope_base
-            q = rope(q, pos, base, c.rope_dim, c.rope_neox, c.rope_scale)
-            k = rope(k, pos, base, c.rope_dim, c.rope_neox, c.rope_scale)
+            if base not in tables:
+                tables[base] = rope_tables(pos, base, c.rope_dim, c.rope_scale)
+            q = apply_rope(q, *tables[base], c.rope_dim, c.rope_neox)
+            k = apply_rope(k, *tables[base], c.rope_dim, c.rope_neox)
             o = attend(i, q, k, v, c.sliding_window if local else None)   # (n, H, d)
             o = L.wo(o.reshape(n, c.n_heads * c.head_dim))                 # (n, D)
             if c.arch == "gemma3":

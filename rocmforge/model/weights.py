@@ -78,10 +78,8 @@ class Linear:
 
     def take(self, ids: np.ndarray) -> np.ndarray:
         """float32 (len(ids), n_in): the rows named by ``ids`` (token embedding)."""
-        out = np.empty((len(ids), self.n_in), np.float32)
-        for i, t in enumerate(ids):
-            out[i] = self.rows(int(t), 1)[0]
-        return out
+        picked = self.raw.reshape(self.n_out, self.row_bytes)[np.asarray(ids, np.int64)]
+        return quants.dequantize(picked.reshape(-1), self.ttype, shape=(len(ids), self.n_in))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: float32 (n, n_in) -> float32 (n, n_out)."""
