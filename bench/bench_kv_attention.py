@@ -5,7 +5,12 @@ the same shape, in the same run.
 
     python bench/bench_kv_attention.py [--contexts 1024 4096 16384 32768] [--batches 1 16]
                                        [--iters 30] [--json out.json] [--splits N]
+                                       [--bodies auto split]
     python bench/bench_kv_attention.py --accuracy [--dtypes ...]   # worst GPU-vs-CPU error
+
+--bodies: which attention kernels to time per dtype: "auto" (what decode_attention picks:
+the staged kernel for MXFP6/MXFP4 on NVIDIA sm_80+, else the split kernels), "split" (the
+split kernels forced), "staged" (where it can run).
 
 Shape: 32 query heads, 8 KV heads, head_dim 128, page_size 16, one layer; every sequence of
 a batch holds `context` tokens (random normal K/V quantized by kv_write; pages in a random
@@ -137,32 +142,38 @@ def accuracy(dev, dtypes, rng):
     normal q/K/V, contexts 1..4099, page 16/32, GQA 1/4/8, window none/24): the figure the
     tests' tolerances are stated against."""
     from rocmforge.kv import KvCache, decode_attention
-    print("\n| dtype | worst max|GPU - CPU| / max|v| (head_dim 128) |")
-    print("|---|---:|")
+    print("\n| dtype | body | worst max|GPU - CPU| / max|v| (head_dim 128) |")
+    print("|---|---|---:|")
     worst_all = {}
     for dt in dtypes:
-        worst = 0.0
+        worst = {}
         for page in (16, 32):
             lens = [1, 17, 33, 100, 1037, 4099]
-            cfg = CacheConfig(page, sum(-(-n // page) for n in lens) + 4, 2, D, 1, dt)
+            cfg = CacheConfig(page, sum(-(-n // page) for n in lens) + 4, 4, D, 1, dt)
             host, dc = KvCache(cfg), KvCache(cfg, storage=DeviceStorage(dev, cfg))
             for sid, n in enumerate(lens):
-                k = rng.standard_normal((n, 2, D)).astype(np.float32)
-                v = rng.standard_normal((n, 2, D)).astype(np.float32)
+                k = rng.standard_normal((n, 4, D)).astype(np.float32)
+                v = rng.standard_normal((n, 4, D)).astype(np.float32)
                 for c in (host, dc):
                     c.allocate(sid)
                     c.append(sid, 0, k, v)
             sids = list(range(len(lens)))
             for gqa in (1, 4, 8):
                 for window in (None, 24):
-                    q = rng.standard_normal((len(sids), 2 * gqa, D)).astype(np.float32)
-                    out = attn_ops.decode_attention(dc, 0, sids, q, D ** -0.5, window=window).copy_to_host()
+                    q = rng.standard_normal((len(sids), 4 * gqa, D)).astype(np.float32)
                     ref = decode_attention(host, 0, sids, q, D ** -0.5, window=window)
-                    for b, sid in enumerate(sids):
-                        vmax = np.abs(host.read(sid, 0)[1]).max()
-                        worst = max(worst, float(np.abs(out[b] - ref[b]).max() / vmax))
-        worst_all[dt.value] = worst
-        print(f"| {dt.name} | {worst:.2e} |", flush=True)
+                    for body in ("staged", "split"):
+                        if body == "staged" and attn_ops.staged_unsupported(dev, dt, D, 4, gqa, page):
+                            continue
+                        out = attn_ops.decode_attention(dc, 0, sids, q, D ** -0.5, window=window,
+                                                        body=body).copy_to_host()
+                        for b, sid in enumerate(sids):
+                            vmax = np.abs(host.read(sid, 0)[1]).max()
+                            worst[body] = max(worst.get(body, 0.0),
+                                              float(np.abs(out[b] - ref[b]).max() / vmax))
+        for body, x in worst.items():
+            worst_all[f"{dt.value}/{body}"] = x
+            print(f"| {dt.name} | {body} | {x:.2e} |", flush=True)
     return worst_all
 
 
@@ -174,7 +185,8 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--splits", type=int, default=0, help="force n_splits (0: split_plan)")
+    ap.add_argument("--splits", type=int, default=0, help="force n_splits (0: the plan)")
+    ap.add_argument("--bodies", nargs="*", default=["auto"], choices=["auto", "staged", "split"])
     ap.add_argument("--accuracy", action="store_true",
                     help="only measure the worst GPU-vs-CPU error of each dtype at head_dim 128")
     args = ap.parse_args(argv)
@@ -209,8 +221,8 @@ def main(argv=None) -> int:
               f"{'-' if want is None else ('ok' if good else 'FAIL')} |")
         del st
     rows = []
-    print("\n| batch | context | dtype | ms | GB/s | % copy | torch f16 SDPA ms | speed-up |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("\n| batch | context | dtype | kernel (splits) | ms | GB/s | % copy | torch f16 SDPA ms | speed-up |")
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|")
     for batch in args.batches:
         for ctx in args.contexts:
             iters = max(10, args.iters * 4096 // max(4096, ctx))
@@ -220,30 +232,41 @@ def main(argv=None) -> int:
             for dt in dtypes:
                 cfg = CacheConfig(PAGE, batch * ctx // PAGE + 1, HK, D, 1, dt)
                 st, table, lens = fill_cache(dev, cfg, batch, ctx, rng)
-                n_splits, _ = attn_ops.split_plan(dt, D, ctx, batch * HK, dev.info.multiprocessors)
-                n_splits = args.splits or n_splits
-                ws = dev.alloc(attn_ops.workspace_bytes(batch, HQ, D, n_splits))
+                for body in args.bodies:
+                    try:
+                        used, n_splits, _ = attn_ops.decode_plan(
+                            dev, dt, D, HK, HQ, PAGE, ctx, batch, n_splits=args.splits or None,
+                            body=body)
+                    except ValueError:
+                        continue                       # staged asked for where it cannot run
+                    if body == "auto" and len(args.bodies) > 1 and used in args.bodies:
+                        continue                       # timed under its own name
+                    ws = dev.alloc(attn_ops.workspace_bytes(batch, HQ, D, n_splits))
 
-                def run(stream):
-                    attn_ops.paged_decode_attention(
-                        q, st.k_pages[0], st.v_pages[0], table, lens, dtype=dt, num_kv_heads=HK,
-                        head_dim=D, page_size=PAGE, row_bytes=cfg.row_bytes, scale=D ** -0.5,
-                        max_len=ctx, n_splits=n_splits, out=out, workspace=ws, stream=stream)
-                ms = time_ms(dev, run, iters, args.repeats)
-                nbytes = 2 * batch * ctx * cfg.row_bytes
-                gbs = nbytes / ms / 1e6
-                sp = None if t_torch is None else t_torch / ms
-                rows.append({"batch": batch, "context": ctx, "dtype": dt.value, "ms": ms,
-                             "gbs": gbs, "copy_frac": gbs / copy, "torch_f16_ms": t_torch,
-                             "speedup": sp, "n_splits": n_splits})
-                print(f"| {batch} | {ctx} | {dt.name} | {ms:.4f} | {gbs:.0f} | {100 * gbs / copy:.1f}% | "
-                      f"{'-' if t_torch is None else f'{t_torch:.4f}'} | "
-                      f"{'-' if sp is None else f'{sp:.2f}x'} |", flush=True)
-                del st, table, lens, ws
+                    def run(stream):
+                        attn_ops.paged_decode_attention(
+                            q, st.k_pages[0], st.v_pages[0], table, lens, dtype=dt,
+                            num_kv_heads=HK, head_dim=D, page_size=PAGE, row_bytes=cfg.row_bytes,
+                            scale=D ** -0.5, max_len=ctx, n_splits=n_splits, out=out,
+                            workspace=ws, stream=stream, body=used)
+                    ms = time_ms(dev, run, iters, args.repeats)
+                    nbytes = 2 * batch * ctx * cfg.row_bytes
+                    gbs = nbytes / ms / 1e6
+                    sp = None if t_torch is None else t_torch / ms
+                    rows.append({"batch": batch, "context": ctx, "dtype": dt.value, "body": used,
+                                 "auto": used == attn_ops.decode_plan(dev, dt, D, HK, HQ, PAGE, ctx,
+                                                                      batch)[0],
+                                 "ms": ms, "gbs": gbs, "copy_frac": gbs / copy,
+                                 "torch_f16_ms": t_torch, "speedup": sp, "n_splits": n_splits})
+                    print(f"| {batch} | {ctx} | {dt.name} | {used} ({n_splits}) | {ms:.4f} | {gbs:.0f} | "
+                          f"{100 * gbs / copy:.1f}% | {'-' if t_torch is None else f'{t_torch:.4f}'} | "
+                          f"{'-' if sp is None else f'{sp:.2f}x'} |", flush=True)
+                    del ws
+                del st, table, lens
     fails = []
     for r in rows:
-        if r["dtype"].startswith("mxfp6") and r["context"] == 32768 and r["speedup"] is not None \
-                and r["speedup"] < 2.0:
+        if r["dtype"].startswith("mxfp6") and r["context"] == 32768 and r["auto"] \
+                and r["speedup"] is not None and r["speedup"] < 2.0:
             fails.append(f"{r['dtype']} batch {r['batch']} 32k: {r['speedup']:.2f}x < 2x")
     if not ok_bits:
         fails.append("MX bits per value off by more than 1%")

@@ -25,12 +25,14 @@
 // partial (acc relative to M, M, L) for each of its G heads.
 // On NVIDIA sm_80+ the MX kernels at head_dim 128 use tensor-core bodies instead (same
 // entry points, work split and partial results): float16 mma for MXFP6/MXFP4, TF32 mma for
-// MXFP8 (below).
-// Kernel 2, attn_combine: one workgroup per (sequence, query head) merges the splits:
-// out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
+// MXFP8 (below).  NVIDIA sm_80+ also has a staged kernel for MXFP6/MXFP4 at head_dim 128
+// (attn_staged_*, below: a workgroup per 4 KV heads, pages copied to shared memory with
+// cp.async), with the same partial results.
+// Kernel 2, attn_combine: one workgroup per (sequence, query head, 32 values) merges the
+// splits: out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
 // (scores times log2 e).
 //
-// Entry points (256 threads per workgroup):
+// Entry points (256 threads per workgroup, except attn_staged_*: 128):
 //   attn_decode_<dtype>_d<64|128|256>_g<1|2|4>(     grid = batch * n_splits * n_kv_heads * q_sub
 //       float*        part_o,      // (batch, n_q_heads, n_splits, D) float32
 //       float*        part_ml,     // (batch, n_q_heads, n_splits, 2): M (base 2), L
@@ -47,7 +49,13 @@
 //   attn_combine(float* out,            // (n_rows, D) float32, n_rows = batch * n_q_heads
 //                const float* part_o,   // (n_rows, n_splits, D)
 //                const float* part_ml,  // (n_rows, n_splits, 2)
-//                rf_i32 n_splits, rf_i32 head_dim)            grid = n_rows
+//                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * ceil(head_dim / 32)
+//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4>_d128(  NVIDIA sm_80+ only; 128 threads;
+//       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
+//       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // n_kv_heads % 4 == 0, group <= 8   n_splits *
+//       rf_i32 page_size, rf_i32 row_bytes,           // both multiples of 16              n_kv_heads / 4
+//       rf_i32 table_stride, rf_i32 n_splits, rf_i32 split_tiles,   // 16-position tiles per split
+//       rf_i32 window, float scale, float softcap)
 #include "rocmforge/mx.h"
 
 #define RF_THREADS 256
@@ -620,7 +628,7 @@ RF_DEVICE rf_u32 rf_h16_pair(rf_u32 y) {
   return r + (r & H::SMASK) * H::SMUL;
 }
 // float16x2 bits of 2^(ex - 15) in both halves (0 when ex <= 0; ex <= 30 here).
-RF_DEVICE rf_u32 rf_h16_pow2(int ex) { return ex > 0 ? (rf_u32)ex * 0x04000400u : 0u; }
+RF_DEVICE rf_u32 rf_h16_pow2(int ex) { return (rf_u32)rf_max_i32(ex, 0) * 0x04000400u; }
 RF_DEVICE rf_u32 rf_byte_perm(rf_u32 x, rf_u32 y, rf_u32 sel) { return __byte_perm(x, y, sel); }
 // Bits [off, off + 32) of the little-endian word stream w (compile-time off after unrolling).
 template <int N>
@@ -895,6 +903,398 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
     part_ml[(row0 + (rf_i64)tid * n_splits) * 2 + 1] = sum;
   }
 }
+// ---------------------------------------------------------------- kernel 1, staged (NVIDIA sm_80+)
+// attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4>_d128: pages staged in shared memory, both
+// products as float16 mma.m16n8k16 with the operands transposed so that no register of
+// an mma is padding.  Same partial results as the other bodies (acc relative to M, M, L).
+// * Workgroup = (sequence b, split, group of 4 KV heads), 128 threads; warp w serves KV head
+//   4 * hg + w and the whole group of query heads that reads it (group <= 8).
+// * The attended range is walked in 16-position tiles aligned to multiples of 16 (a tile
+//   lies inside one page: page_size % 16 == 0); a split is `split_tiles` tiles from the
+//   tile holding the range's first position.  For each tile the 128 threads copy the 4
+//   heads' K and V slices (16 x 4 x HB bytes each, one contiguous 16-byte-aligned run per
+//   position: row_bytes % 16 == 0) into shared memory with cp.async, 16 bytes at a time,
+//   zero-filling positions outside [start, len) (a stale page slot never puts a NaN into
+//   P V).  Three buffers: the tiles one and two steps ahead are in flight while a tile is
+//   computed; the page-table entry is read a step before its copy is issued.
+// * S^T = K Q^T (A = K: lane (g, t4) holds MX block t4 of positions g and g + 8, pairs
+//   of values as in rf_attn_decode_h16; B = Q^T: column g = query head g, the same pairs of
+//   q; C: positions g, g + 8 x heads 2 t4, 2 t4 + 1).  K block scales: relative to the
+//   position's largest (e_ref), multiplied into the float16 pairs; 2^(e_ref - 127) scales
+//   the score.
+// * Softmax with a lazy maximum: each lane keeps the running maximum M of its two heads;
+//   p = 2^(s - M) is computed against the M in hand, and M moves (a warp vote, then the
+//   full reduction over the 8 lanes of a head and the rescale of l and O) only when some
+//   score exceeds it by more than 8, so p <= 2^8 always fits float16 and most steps do no
+//   reduction at all.  M, L and O stay consistent: O and L are sums of the same p.
+// * P^T: the C tile of p (positions x heads) rounded to float16 and transposed by
+//   movmatrix.trans is exactly the B operand (positions x heads, column = head g) of
+//   O^T = V^T P^T (A = V^T: lane (g, t4) holds values i and i + 8 of its V unit g (16
+//   values of the head) at positions 2 t4, 2 t4 + 1, 2 t4 + 8, 2 t4 + 9; one byte permute
+//   gathers a value's code from two positions so that one shift-and-mask step gives the
+//   float16 pair (rf_h16_cross); the V scale relative to a running warp maximum is one
+//   float16 multiply per pair).  O^T C: values i, i + 8 of unit g x heads 2 t4, 2 t4 + 1.
+// The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4 pages at head_dim
+// 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0 on NVIDIA sm_80+.
+#define RF_STAGED_THREADS 128
+RF_DEVICE rf_u32 rf_smem_u32(const void* p) { return (rf_u32)__cvta_generic_to_shared(p); }
+RF_DEVICE void rf_cp_async16(rf_u32 dst, const void* src, rf_u32 src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+RF_DEVICE void rf_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+RF_DEVICE void rf_cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
+RF_DEVICE rf_u32 rf_movmatrix_t(rf_u32 x) {
+  rf_u32 r;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(x));
+  return r;
+}
+RF_DEVICE void rf_mma_f16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, rf_u32 a3, rf_u32 b0, rf_u32 b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// Two codes at bits o and 16 + o of x -> float16x2 bits of value * 2^-(15 - bias).
+template <class F>
+RF_DEVICE rf_u32 rf_h16_from(rf_u32 x, int o) {
+  typedef rf_h16<F> H;
+  const int sh = H::P - o;
+  const rf_u32 r = sh >= 0 ? x << sh : x >> -sh;
+  constexpr rf_u32 MM = (((1u << (F::bits - 1)) - 1u) << H::P) * 0x10001u;
+  return (r & H::SMASK) * (1u << (15 - H::SB)) + (r & MM);
+}
+// Value v (0..15, compile time after unrolling) of a V unit at two positions a, b: float16x2
+// (a low, b high).  w*[0..NC-1]: the unit's codes from bit 0 (FP6: values at bits 6 v; FP4:
+// value v in byte v % 8, low nibble for v < 8); FP6 also w*[NC], w*[NC + 1]: the words from
+// bytes 2 and 6, for the two codes whose 2-byte window crosses a word.
+template <class F, int NC>
+RF_DEVICE rf_u32 rf_h16_cross(const rf_u32 (&wa)[NC + 2], const rf_u32 (&wb)[NC + 2], int v) {
+  int bk = F::bits == 6 ? (6 * v) >> 3 : (v & 7);
+  int o = F::bits == 6 ? (6 * v) & 7 : (v >> 3) * 4;
+  int wi = bk >> 2, b = bk & 3;
+  if (b == 3) {
+    if (o + F::bits <= 8) {
+      b = 2;
+      o += 8;
+    } else {
+      wi = NC + (bk >> 2);
+      b = 1;
+    }
+  }
+  const rf_u32 sel = (rf_u32)(b | (b + 1) << 4 | (b + 4) << 8 | (b + 5) << 12);
+  return rf_h16_from<F>(__byte_perm(wa[wi], wb[wi], sel), o);
+}
+
+template <class F>
+RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restrict__ part_ml,
+                                     const float* __restrict__ q, const rf_u8* __restrict__ k_pages,
+                                     const rf_u8* __restrict__ v_pages, const rf_i32* __restrict__ page_table,
+                                     const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads, rf_i32 n_kv_heads,
+                                     rf_i32 page_size, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,
+                                     rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {
+  typedef rf_kv_fmt<3, F> K;
+  typedef rf_h16<F> H;
+  constexpr int D = 128, HW = 4, BB = F::block_bytes;
+  constexpr int HB = D / RF_MX_BLOCK * BB;            // bytes of one head of one position
+  constexpr int SL = HW * HB;                         // the workgroup's slice of a position
+  static_assert(SL % 16 == 0, "4 heads of MX blocks are whole 16-byte chunks");
+  constexpr int NCH = SL / 16;                        // chunks per position
+  constexpr int BUFW = (16 * SL + 16) / 4;            // words per buffer (+16 bytes read slack)
+  constexpr int NST = 3;
+  constexpr int NWO = H::NWO;                         // words of a whole K block
+  constexpr int NC = K::CB / 4;                       // code words of a V unit
+  constexpr float MARGIN = 8.0f;                      // p <= 2^8 before M moves
+  __shared__ __align__(16) rf_u32 sm[NST][2][BUFW];
+
+  const int tid = (int)rf_thread_idx_x();
+  const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t4 = lane & 3;
+  int idx = (int)rf_block_idx_x();
+  const int n_hg = n_kv_heads / HW;
+  const int hg = idx % n_hg; idx /= n_hg;
+  const int split = idx % n_splits;
+  const int b = idx / n_splits;
+  const int len = seq_lens[b];
+  const int start = window > 0 ? rf_max_i32(0, len - window) : 0;
+  const int t_lo = (start >> 4) + split * split_tiles;
+  const int t_hi = rf_min_i32((len + 15) >> 4, t_lo + split_tiles);
+  const int group = n_q_heads / n_kv_heads;
+  const int qh0 = (hg * HW + w) * group;
+  const rf_i32* table = page_table + (rf_i64)b * table_stride;
+  const int tpp = page_size >> 4;                     // tiles per page
+  const float neg_inf = rf_uint_as_float(0xff800000u);
+
+  // ---- this thread's chunks of a tile: chunk c = tid + 128 i (i < CPK) of the K slices
+  // and the same chunk of the V slices: position p = c / NCH, 16-byte piece j = c % NCH;
+  // goff = p * row_bytes + 16 j (a multiple of 16) | p.
+  constexpr int CPK = (16 * NCH + RF_STAGED_THREADS - 1) / RF_STAGED_THREADS;
+  constexpr int BUFB = BUFW * 4;                      // bytes per buffer
+  rf_i32 goff[CPK];
+#pragma unroll
+  for (int i = 0; i < CPK; ++i) {
+    const int c = tid + RF_STAGED_THREADS * i, p = c / NCH;
+    goff[i] = (p * row_bytes + 16 * (c - p * NCH)) | p;
+  }
+  const bool last_ok = tid + RF_STAGED_THREADS * (CPK - 1) < 16 * NCH;  // the last i has a chunk
+  const rf_u32 sm_t = rf_smem_u32(&sm[0][0][0]) + 16u * (rf_u32)tid;
+  auto issue = [&](int T, int st, int page, int tin) {
+    if (T < t_hi) {
+      const rf_i64 base = ((rf_i64)page * page_size + tin * 16) * row_bytes + (rf_i64)hg * SL;
+      const rf_u8* kb = k_pages + base;
+      const rf_u8* vb = v_pages + base;
+      const rf_u32 dst = sm_t + (rf_u32)(st * 2 * BUFB);
+      if (16 * T >= start && 16 * T + 16 <= len) {    // every position of the tile attended
+#pragma unroll
+        for (int i = 0; i < CPK; ++i) {
+          if (i < CPK - 1 || last_ok) {
+            rf_cp_async16(dst + 16u * RF_STAGED_THREADS * i, kb + (goff[i] & ~15), 16u);
+            rf_cp_async16(dst + BUFB + 16u * RF_STAGED_THREADS * i, vb + (goff[i] & ~15), 16u);
+          }
+        }
+      } else {                                          // zero-fill positions outside [start, len)
+#pragma unroll
+        for (int i = 0; i < CPK; ++i) {
+          if (i < CPK - 1 || last_ok) {
+            const int pos = 16 * T + (goff[i] & 15);
+            const rf_u32 n = pos >= start && pos < len ? 16u : 0u;
+            rf_cp_async16(dst + 16u * RF_STAGED_THREADS * i, kb + (goff[i] & ~15), n);
+            rf_cp_async16(dst + BUFB + 16u * RF_STAGED_THREADS * i, vb + (goff[i] & ~15), n);
+          }
+        }
+      }
+    }
+    rf_cp_async_commit();
+  };
+
+  // ---- pipeline: tiles t_lo and t_lo + 1 in flight before Q is loaded; (pi_n, tin_n):
+  // page index and tile-in-page of the next tile to issue (t_lo + 2), advanced per step
+  int pi_n = t_lo / tpp, tin_n = t_lo - pi_n * tpp;
+  issue(t_lo, 0, t_lo < t_hi ? table[pi_n] : 0, tin_n);
+  if (++tin_n == tpp) { tin_n = 0; ++pi_n; }
+  issue(t_lo + 1, 1, t_lo + 1 < t_hi ? table[pi_n] : 0, tin_n);
+  if (++tin_n == tpp) { tin_n = 0; ++pi_n; }
+  int pg_next = t_lo + 2 < t_hi ? table[pi_n] : 0;
+
+  // ---- Q^T (B operand, column g = query head qh0 + g): pairs of block t4 as the K lanes,
+  // scaled by 2^-qe (max |q| of the head in [1, 2)); qfh[e]: 2^qe * scale (x log2 e without
+  // a softcap) of heads 2 t4 + e, the columns of this lane's scores.
+  rf_u32 qb[8][2];
+  float qfh[2];
+  {
+    const bool gv = g < group;
+    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (gv ? g : 0)) * D + 32 * t4;
+    float qv[32], amax = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 32; k += 4) {
+      const rf_u32x4 x = *(const rf_u32x4*)(qg + k);
+      qv[k] = rf_uint_as_float(x.x);
+      qv[k + 1] = rf_uint_as_float(x.y);
+      qv[k + 2] = rf_uint_as_float(x.z);
+      qv[k + 3] = rf_uint_as_float(x.w);
+    }
+#pragma unroll
+    for (int k = 0; k < 32; ++k) amax = rf_fmaxf(amax, rf_fabsf(qv[k]));
+    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
+    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
+    const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
+    const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
+    const float qf = rf_uint_as_float((rf_u32)eb << 23) * scale * (softcap > 0.0f ? 1.0f : RF_LOG2E);
+#pragma unroll
+    for (int e = 0; e < 2; ++e)
+      qfh[e] = __shfl_sync(0xffffffffu, qf, 4 * (2 * t4 + e));
+#pragma unroll
+    for (int m = 0; m < 8; ++m) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int p = 2 * m + e;
+        qb[m][e] = gv ? rf_pack_half2_rn(qv[H::kdim(p, 0)] * qs, qv[H::kdim(p, 1)] * qs) : 0u;
+      }
+    }
+  }
+  float o[8][4];   // O^T: values i, i + 8 of unit g x heads 2 t4, 2 t4 + 1
+#pragma unroll
+  for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m_run[2] = {neg_inf, neg_inf}, l_run[2] = {0.0f, 0.0f};
+  int ev_run = 0;  // V reference scale (E8M0), warp-uniform
+
+  int st = 0;
+  for (int T = t_lo; T < t_hi; ++T) {   // uniform over the workgroup
+    const int pg_use = pg_next, tin_use = tin_n;
+    if (++tin_n == tpp) {               // (page index, tile in page) of tile T + 3
+      tin_n = 0;
+      ++pi_n;
+    }
+    pg_next = T + 3 < t_hi ? table[pi_n] : 0;
+    rf_cp_async_wait1();                // tile T has landed (T + 1 may still be in flight)
+    rf_barrier();                       // ... for every thread; and buffer (st + 2) % 3 is free
+    issue(T + 2, st >= 1 ? st - 1 : 2, pg_use, tin_use);
+    const rf_u32* kwds = &sm[st][0][0];
+    const rf_u32* vwds = &sm[st][1][0];
+    st = st == NST - 1 ? 0 : st + 1;
+
+    // S^T = K Q^T
+    rf_u32 wd[2][NWO], fk[2];
+    float sfp[2];
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+      const int ob = (8 * tt + g) * SL + w * HB + t4 * BB;    // byte offset of the block
+      const rf_u32* a = kwds + (ob >> 2);
+      const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
+      rf_u32 raw[NWO];
+#pragma unroll
+      for (int i = 0; i < NWO; ++i) raw[i] = a[i];
+#pragma unroll
+      for (int i = 0; i < NWO; ++i) wd[tt][i] = rf_funnel_r(raw[i], i + 1 < NWO ? raw[i + 1] : 0u, sh);
+      const int eu = (int)(wd[tt][0] & 0xffu);
+      int et = rf_max_i32(eu, (int)rf_shfl_xor_u32((rf_u32)eu, 1));
+      et = rf_max_i32(et, (int)rf_shfl_xor_u32((rf_u32)et, 2));
+      fk[tt] = rf_h16_pow2(H::EBIAS + eu - et);
+      sfp[tt] = rf_e8m0_to_float((rf_u32)et);
+    }
+    float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int m = 0; m < 8; ++m) {
+      rf_mma_f16_full(sc, rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m), fk[0]),
+                      rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m), fk[1]),
+                      rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m + 1), fk[0]),
+                      rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m + 1), fk[1]), qb[m][0], qb[m][1]);
+    }
+    // scores (base 2) of positions g + 8 tt, heads 2 t4 + e
+    float s[2][2];
+    bool need = false;
+#pragma unroll
+    for (int tt = 0; tt < 2; ++tt) {
+      const int pos = 16 * T + 8 * tt + g;
+      const bool valid = pos >= start && pos < len;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float x = sc[2 * tt + e] * (sfp[tt] * qfh[e]);
+        if (softcap > 0.0f) x = rf_softcap(x, softcap) * RF_LOG2E;
+        s[tt][e] = valid ? x : neg_inf;
+        need |= s[tt][e] > m_run[e] + MARGIN;
+      }
+    }
+    if (__any_sync(0xffffffffu, need)) {   // the maximum moves: reduce over the head's 8 lanes
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float mx = rf_fmaxf(s[0][e], s[1][e]);
+        mx = rf_fmaxf(mx, rf_shfl_xor_f(mx, 4));
+        mx = rf_fmaxf(mx, rf_shfl_xor_f(mx, 8));
+        mx = rf_fmaxf(mx, rf_shfl_xor_f(mx, 16));
+        const float m_new = rf_fmaxf(m_run[e], mx);
+        if (m_new > m_run[e]) {
+          const float alpha = rf_exp2f(m_run[e] - m_new);   // 0 when m_run was -inf
+          l_run[e] *= alpha;
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            o[i][e] *= alpha;
+            o[i][2 + e] *= alpha;
+          }
+          m_run[e] = m_new;
+        }
+      }
+    }
+    float p[2][2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float mr = m_run[e] == neg_inf ? 0.0f : m_run[e];
+      p[0][e] = rf_exp2f(s[0][e] - mr);
+      p[1][e] = rf_exp2f(s[1][e] - mr);
+      l_run[e] += p[0][e] + p[1][e];
+    }
+    const rf_u32 pb0 = rf_movmatrix_t(rf_pack_half2_rn(p[0][0], p[0][1]));
+    const rf_u32 pb1 = rf_movmatrix_t(rf_pack_half2_rn(p[1][0], p[1][1]));
+
+    // O^T += V^T P^T
+    rf_u32 cw[4][NC + 2], vsb[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
+      const int blk = pv * SL + w * HB + (g >> 1) * BB;       // byte offset of the unit's block
+      const int oc = blk + 1 + (g & 1) * K::CB;                 // ... of its codes
+      const rf_u32* a = vwds + (oc >> 2);
+      const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
+      rf_u32 raw[NC + 1];
+#pragma unroll
+      for (int i = 0; i <= NC; ++i) raw[i] = a[i];
+#pragma unroll
+      for (int i = 0; i < NC; ++i) cw[r][i] = rf_funnel_r(raw[i], raw[i + 1], sh);
+      if (F::bits == 6) {
+        cw[r][NC] = rf_funnel_r(cw[r][0], cw[r][1], 16u);
+        cw[r][NC + 1] = rf_funnel_r(cw[r][1], cw[r][2], 16u);
+      } else {
+        cw[r][NC] = cw[r][NC + 1] = 0u;
+      }
+      vsb[r] = (vwds[blk >> 2] >> (8 * (blk & 3))) & 0xffu;
+    }
+    const int ev_step = (int)__reduce_max_sync(
+        0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
+    if (ev_step > ev_run) {  // warp-uniform
+      const float alpha = rf_exp2f((float)(ev_run - ev_step));
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        o[i][0] *= alpha; o[i][1] *= alpha; o[i][2] *= alpha; o[i][3] *= alpha;
+      }
+      ev_run = ev_step;
+    }
+    const rf_u32 f01 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[0] - ev_run),
+                                   rf_h16_pow2(H::EBIAS + (int)vsb[1] - ev_run), 0x5410u);
+    const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run),
+                                   rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run), 0x5410u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      rf_mma_f16_full(o[i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
+                      rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i + 8), f01),
+                      rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i), f23),
+                      rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i + 8), f23), pb0, pb1);
+    }
+  }
+
+  // ---- write this warp's partial results: heads 2 t4 + e (< group), values of unit g
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    l_run[e] += rf_shfl_xor_f(l_run[e], 4);
+    l_run[e] += rf_shfl_xor_f(l_run[e], 8);
+    l_run[e] += rf_shfl_xor_f(l_run[e], 16);
+  }
+  const float fo = rf_e8m0_to_float((rf_u32)ev_run);
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int h = 2 * t4 + e;
+    if (h < group) {
+      const rf_i64 row = ((rf_i64)b * n_q_heads + qh0 + h) * n_splits + split;
+      const float f = m_run[e] == neg_inf ? 0.0f : fo;
+      float* po = part_o + row * D;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        po[K::elem(g, i)] = o[i][e] * f;
+        po[K::elem(g, i + 8)] = o[i][2 + e] * f;
+      }
+      if (g == 0) {
+        part_ml[row * 2] = m_run[e];
+        part_ml[row * 2 + 1] = l_run[e];
+      }
+    }
+  }
+}
+
+// Workgroups per multiprocessor the compiler must fit (caps registers at 65536 / (128 x N)).
+#ifndef RF_ATTN_STAGED_OCCUPANCY
+#define RF_ATTN_STAGED_OCCUPANCY 4
+#endif
+#define RF_ATTN_STAGED(NAME, FMT)                                                                   \
+  RF_KERNEL __launch_bounds__(RF_STAGED_THREADS, RF_ATTN_STAGED_OCCUPANCY) attn_staged_##NAME##_d128( \
+      float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
+      const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
+      const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads,  \
+      rf_i32 n_kv_heads, rf_i32 page_size, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,   \
+      rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {                               \
+    rf_attn_decode_staged<FMT>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, n_q_heads, \
+                               n_kv_heads, page_size, row_bytes, table_stride, n_splits, split_tiles,   \
+                               window, scale, softcap);                                                 \
+  }
+RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
+RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
+RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4)
+
 #endif
 
 // Tensor cores where they exist (NVIDIA sm_80+, MX, head_dim 128: float16 for FP6/FP4, TF32
@@ -927,24 +1327,80 @@ RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ par
 }
 
 // ---------------------------------------------------------------- kernel 2
+// One workgroup per (row, 32 output values), so that hundreds of splits (a single long
+// sequence spread over every multiprocessor) merge in parallel.  Every workgroup of a row
+// reduces (M, denominator) over the splits: each thread folds its splits into a running
+// (max, sum), then a tree over LDS (independent of the wave size) merges the pairs; the
+// weights 2^(M_s - M) of the first RF_COMBINE_W splits are kept in LDS.  Then 8 split lanes
+// x 32 values sum their splits four at a time (independent loads in flight).
+#define RF_COMBINE_W 1024
+RF_DEVICE void rf_merge_ml(float& m, float& d, float m2, float d2) {
+  const float M = rf_fmaxf(m, m2);
+  if (M == rf_uint_as_float(0xff800000u)) return;   // both empty
+  d = (m == M ? d : d * rf_exp2f(m - M)) + (m2 == M ? d2 : d2 * rf_exp2f(m2 - M));
+  m = M;
+}
 RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, const float* __restrict__ part_o,
                                                     const float* __restrict__ part_ml, rf_i32 n_splits,
                                                     rf_i32 head_dim) {
-  const rf_i64 row = rf_block_idx_x();
+  RF_SHARED float red_m[RF_THREADS], red_d[RF_THREADS];
+  RF_SHARED float wgt[RF_COMBINE_W];
+  RF_SHARED float num_sm[8][32];
+  const int n_chunks = (head_dim + 31) >> 5;
+  const rf_i64 row = rf_block_idx_x() / n_chunks;
+  const int chunk = (int)(rf_block_idx_x() % n_chunks);
+  const int tid = (int)rf_thread_idx_x();
   const float* ml = part_ml + row * n_splits * 2;
   const float* po = part_o + row * n_splits * head_dim;
   const float neg_inf = rf_uint_as_float(0xff800000u);
-  float M = neg_inf;
-  for (int s = 0; s < n_splits; ++s) M = rf_fmaxf(M, ml[2 * s]);
-  for (int e = (int)rf_thread_idx_x(); e < head_dim; e += RF_THREADS) {
-    float num = 0.0f, den = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
-      const float ms = ml[2 * s];
-      const float f = ms == neg_inf ? 0.0f : rf_exp2f(ms - M);
-      num = rf_fmaf(f, po[(rf_i64)s * head_dim + e], num);
-      den = rf_fmaf(f, ml[2 * s + 1], den);
+  float m = neg_inf, d = 0.0f;
+  for (int s = tid; s < n_splits; s += RF_THREADS) rf_merge_ml(m, d, ml[2 * s], ml[2 * s + 1]);
+  red_m[tid] = m;
+  red_d[tid] = d;
+  rf_barrier();
+  for (int h = RF_THREADS / 2; h > 0; h >>= 1) {
+    if (tid < h) {
+      float a = red_m[tid], b = red_d[tid];
+      rf_merge_ml(a, b, red_m[tid + h], red_d[tid + h]);
+      red_m[tid] = a;
+      red_d[tid] = b;
     }
-    out[row * head_dim + e] = num / den;
+    rf_barrier();
+  }
+  const float M = red_m[0], den = red_d[0];
+  const int nw = rf_min_i32(n_splits, RF_COMBINE_W);
+  for (int s = tid; s < nw; s += RF_THREADS) {
+    const float ms = ml[2 * s];
+    wgt[s] = ms == neg_inf ? 0.0f : rf_exp2f(ms - M);
+  }
+  rf_barrier();
+  auto weight = [&](int s) {
+    if (s < RF_COMBINE_W) return wgt[s];
+    const float ms = ml[2 * s];
+    return ms == neg_inf ? 0.0f : rf_exp2f(ms - M);
+  };
+  const int lane = tid & 31, sl = tid >> 5;   // 8 split lanes
+  const int e = chunk * 32 + lane;
+  float num = 0.0f;
+  if (e < head_dim) {
+    int s = sl;
+    for (; s + 24 < n_splits; s += 32) {      // four splits per trip
+      const float x0 = po[(rf_i64)s * head_dim + e], x1 = po[(rf_i64)(s + 8) * head_dim + e];
+      const float x2 = po[(rf_i64)(s + 16) * head_dim + e], x3 = po[(rf_i64)(s + 24) * head_dim + e];
+      num = rf_fmaf(weight(s), x0, num);
+      num = rf_fmaf(weight(s + 8), x1, num);
+      num = rf_fmaf(weight(s + 16), x2, num);
+      num = rf_fmaf(weight(s + 24), x3, num);
+    }
+    for (; s < n_splits; s += 8) num = rf_fmaf(weight(s), po[(rf_i64)s * head_dim + e], num);
+  }
+  num_sm[sl][lane] = num;
+  rf_barrier();
+  if (tid < 32 && e < head_dim) {
+    float t = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) t += num_sm[i][tid];
+    out[row * head_dim + e] = t / den;
   }
 }
 

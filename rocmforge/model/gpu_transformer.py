@@ -293,12 +293,9 @@ class GpuTransformer:
         """Key splits of the paged attention: fixed by n_ctx (graph replays at later
         positions use the same launch shape)."""
         from ..ops import attention as attn_ops
-        from ..ops.kernels import ATTN_GROUPS
-        c = self.cfg
-        group = c.n_heads // c.n_kv_heads
-        q_sub = group // max(x for x in ATTN_GROUPS if group % x == 0)
-        return attn_ops.split_plan(self._cache.dtype, c.head_dim, self.n_ctx,
-                                   n * c.n_kv_heads * q_sub, self.dev.info.multiprocessors)[0]
+        c, cc = self.cfg, self._cache.config
+        return attn_ops.decode_plan(self.dev, cc.dtype, c.head_dim, c.n_kv_heads, c.n_heads,
+                                    cc.page_size, self.n_ctx, n)[1]
 
     def _mx_round(self, k, v, n, fmt):
         """K/V rows quantized to ``fmt`` and back (float32), in workspace buffers."""

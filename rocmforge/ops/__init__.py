@@ -7,8 +7,9 @@
     mx_ops.quantize_cpu(x, "mxfp4")                      # the same op on the CPU (numpy)
 
 ``KERNELS`` maps every kernel name to (module, signature): the one table that the
-launchers, tools/build_kernels.py's consumers and the code-object metadata tests share.
+launchers, tools/build_kernels.py's consumers and the code-object metadata tests share;
+``VENDOR_ONLY`` names the few that one vendor's code objects lack.
 """
-from .kernels import KERNELS, kernel_signature
+from .kernels import KERNELS, VENDOR_ONLY, kernel_signature
 
-__all__ = ["KERNELS", "kernel_signature"]
+__all__ = ["KERNELS", "VENDOR_ONLY", "kernel_signature"]

@@ -18,10 +18,15 @@ import numpy as np
 from ..device.buffers import as_device_buffer
 from ..kv.config import CacheConfig, KvCacheDtype
 from ._common import check_aligned
-from .kernels import ATTN_GROUPS, ATTN_HEAD_DIMS, THREADS, get_kernel
+from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_THREADS, THREADS,
+                      get_kernel)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
-           "split_plan", "workspace_bytes"]
+           "decode_plan", "split_plan", "staged_plan", "staged_unsupported", "workspace_bytes"]
+
+STAGED_HEADS = 4        # KV heads per staged workgroup (one warp each)
+STAGED_RESIDENT = 4     # staged workgroups per multiprocessor (launch bounds 128 x 4)
+STAGED_TILE = 16        # positions per staged step
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -103,6 +108,48 @@ def split_plan(dtype, head_dim: int, max_len: int, units: int, n_sms: int):
     return -(-max(1, int(max_len)) // split_len), split_len
 
 
+def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: int,
+                       page_size: int):
+    """Why the staged kernel (attn_staged_*) cannot run this shape, or None when it can."""
+    dt = KvCacheDtype.parse(dtype)
+    if device.kind != "cuda" or not device.info.arch.startswith("sm_") or int(device.info.arch[3:]) < 80:
+        return f"needs an NVIDIA GPU of sm_80 or newer (device {device.info.arch})"
+    if dt.value not in STAGED_DTYPE_NAMES:
+        return f"has no {dt.name} body (only {', '.join(STAGED_DTYPE_NAMES)})"
+    if head_dim != 128:
+        return f"needs head_dim 128, not {head_dim}"
+    if num_kv_heads % STAGED_HEADS:
+        return f"needs a multiple of {STAGED_HEADS} KV heads, not {num_kv_heads}"
+    if group > 8:
+        return f"needs at most 8 query heads per KV head, not {group}"
+    if page_size % STAGED_TILE:
+        return f"needs page_size a multiple of {STAGED_TILE}, not {page_size}"
+    return None
+
+
+def staged_plan(max_tiles: int, units: int, n_sms: int):
+    """(n_splits, split_tiles) for the staged kernel: ``max_tiles`` 16-position tiles at
+    most per sequence, ``units`` = batch * n_kv_heads / 4 workgroups per split.
+
+    The wave model of split_plan with STAGED_RESIDENT workgroups per multiprocessor and a
+    tile as the step; each split also costs about one step for its partial results (written
+    once, read by attn_combine).  So one long sequence spreads over a whole wave (batch 1 x
+    32k x 8 KV heads on 132 SMs: 264 splits of 8 tiles), a large batch takes few splits."""
+    n_steps = max(1, int(max_tiles))
+    slots = max(1, n_sms) * STAGED_RESIDENT
+    units = max(1, units)
+    best, best_s = None, 1
+    for s in range(1, min(n_steps, 8 * slots) + 1):
+        per = -(-n_steps // s)
+        if s > 1 and -(-n_steps // (s - 1)) == per:
+            continue
+        cost = -(-units * s // slots) * (per + 3)
+        if best is None or cost < best:
+            best, best_s = cost, s
+    split_tiles = -(-n_steps // best_s)
+    return -(-n_steps // split_tiles), split_tiles
+
+
 def workspace_bytes(batch: int, n_q_heads: int, head_dim: int, n_splits: int) -> int:
     """Bytes of the partial results: part_o (batch, Hq, n_splits, D) + part_ml (.., 2)."""
     return batch * n_q_heads * n_splits * (head_dim + 2) * 4
@@ -111,7 +158,7 @@ def workspace_bytes(batch: int, n_q_heads: int, head_dim: int, n_splits: int) ->
 def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, num_kv_heads: int,
                            head_dim: int, page_size: int, row_bytes: int, scale: float,
                            max_len: int, window=None, softcap=None, n_splits=None,
-                           out=None, workspace=None, stream=None):
+                           out=None, workspace=None, stream=None, body="auto"):
     """Decode attention of q (device float32 (batch, n_q_heads, head_dim)) over the pages.
 
     k_pages, v_pages: device uint8 (max_pages, page_size, row_bytes) of one layer (with the
@@ -119,7 +166,9 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
     device int32 (batch,), each in [1, max_len].  ``max_len`` (host int) sizes the splits;
     ``n_splits`` forces their number (e.g. for graph capture).  Returns ``out``: device
     float32 (batch, n_q_heads, head_dim).  ``workspace``: optional device buffer of at
-    least ``workspace_bytes(...)`` bytes (else allocated per call).
+    least ``workspace_bytes(...)`` bytes (else allocated per call).  ``body``: "auto" (the
+    staged kernel where ``staged_unsupported`` allows it, else the split kernels),
+    "staged" (ValueError where it cannot run) or "split".
     """
     dtype = KvCacheDtype.parse(dtype)
     q = as_device_buffer(q, "decode attention: q")
@@ -133,8 +182,6 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
     if hq % num_kv_heads:
         raise ValueError(f"grouped-query attention needs n_q_heads ({hq}) to be a multiple of "
                          f"the KV heads ({num_kv_heads})")
-    group = hq // num_kv_heads
-    g = max(x for x in ATTN_GROUPS if group % x == 0)
     scale = float(scale)
     if not np.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
@@ -150,20 +197,11 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         raise ValueError(f"decode attention: page_table must be int32 (batch={batch}, stride), "
                          f"got {page_table.dtype} {page_table.shape}")
     dev = q.device
-    eff = min(int(max_len), w) if w else int(max_len)
-    units = batch * num_kv_heads * (group // g)
-    if n_splits is None:
-        n_splits, split_len = split_plan(dtype, d, eff, units, dev.info.multiprocessors)
-    else:
-        n_splits = int(n_splits)
-        if n_splits < 1:
-            raise ValueError(f"n_splits must be >= 1, got {n_splits}")
-        step = _tokens_per_step(dtype, d)
-        per = -(-max(1, eff) // n_splits)                   # positions per split
-        split_len = -(-per // step) * step
     if dev.kind == "cpu":
         raise NotImplementedError("paged_decode_attention runs on a GPU; on the cpu device use "
                                   "decode_attention(cache, ...), which runs the CPU op")
+    used, n_splits, per = decode_plan(dev, dtype, d, num_kv_heads, hq, page_size, max_len, batch,
+                                      window=window, n_splits=n_splits, body=body)
     if out is None:
         out = dev.empty((batch, hq, d), np.float32)
     need = workspace_bytes(batch, hq, d, n_splits)
@@ -172,19 +210,70 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
     part_o = workspace.view(0, batch * hq * n_splits * d * 4, dtype=np.float32)
     part_ml = workspace.view(part_o.nbytes, batch * hq * n_splits * 8, dtype=np.float32)
     check_aligned(q, "decode attention: q")
-    shift = page_size.bit_length() - 1 if page_size & (page_size - 1) == 0 else -1
-    get_kernel(dev, f"attn_decode_{dtype.value}_d{d}_g{g}").launch(
-        (batch * n_splits * num_kv_heads * (group // g),), (THREADS,),
-        part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, group // g,
-        page_size, shift, row_bytes, page_table.shape[1], n_splits, split_len, w, scale, cap,
-        stream=stream)
-    get_kernel(dev, "attn_combine").launch((batch * hq,), (THREADS,), out, part_o, part_ml,
-                                           n_splits, d, stream=stream)
+    if used == "staged":
+        k_pages = as_device_buffer(k_pages, "decode attention: k_pages")
+        v_pages = as_device_buffer(v_pages, "decode attention: v_pages")
+        check_aligned(k_pages, "decode attention: k_pages")
+        check_aligned(v_pages, "decode attention: v_pages")
+        if row_bytes % 16:
+            raise ValueError(f"the staged attention kernel needs row_bytes % 16 == 0, got {row_bytes}")
+        get_kernel(dev, f"attn_staged_{dtype.value}_d{d}").launch(
+            (batch * num_kv_heads // STAGED_HEADS * n_splits,), (STAGED_THREADS,), part_o, part_ml,
+            q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, page_size, row_bytes,
+            page_table.shape[1], n_splits, per, w, scale, cap, stream=stream)
+    else:
+        group = hq // num_kv_heads
+        g = max(x for x in ATTN_GROUPS if group % x == 0)
+        shift = page_size.bit_length() - 1 if page_size & (page_size - 1) == 0 else -1
+        get_kernel(dev, f"attn_decode_{dtype.value}_d{d}_g{g}").launch(
+            (batch * n_splits * num_kv_heads * (group // g),), (THREADS,),
+            part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, group // g,
+            page_size, shift, row_bytes, page_table.shape[1], n_splits, per, w, scale, cap,
+            stream=stream)
+    get_kernel(dev, "attn_combine").launch((batch * hq * (-(-d // 32)),), (THREADS,), out, part_o,
+                                           part_ml, n_splits, d, stream=stream)
     return out
 
 
+def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int, page_size: int,
+                max_len: int, batch: int, window=None, n_splits=None, body="auto"):
+    """(body, n_splits, per) of a paged_decode_attention call: body "staged" (per = 16-position
+    tiles per split) or "split" (per = positions per split).  ``n_splits`` forces the count
+    (a graph captured at one length and replayed at others keeps its launch shape).
+    ``body``: "auto" (staged where ``staged_unsupported`` allows, else split), "staged"
+    (ValueError naming the reason where it cannot run) or "split"."""
+    dtype = KvCacheDtype.parse(dtype)
+    if body not in ("auto", "staged", "split"):
+        raise ValueError(f"body must be 'auto', 'staged' or 'split', got {body!r}")
+    group = n_q_heads // num_kv_heads
+    w = 0 if window is None else int(window)
+    eff = max(1, min(int(max_len), w) if w else int(max_len))
+    why = (staged_unsupported(device, dtype, head_dim, num_kv_heads, group, page_size)
+           if body != "split" else "was not asked for")
+    if body == "staged" and why is not None:
+        raise ValueError(f"the staged attention kernel {why}")
+    if n_splits is not None:
+        n_splits = int(n_splits)
+        if n_splits < 1:
+            raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+    if why is None:
+        # tiles a sequence's attended range can touch: one more when a window starts mid-tile
+        max_tiles = -(-eff // STAGED_TILE) + (1 if w else 0)
+        if n_splits is None:
+            return ("staged",) + staged_plan(max_tiles, batch * num_kv_heads // STAGED_HEADS,
+                                             device.info.multiprocessors)
+        return "staged", n_splits, -(-max_tiles // n_splits)
+    g = max(x for x in ATTN_GROUPS if group % x == 0)
+    if n_splits is None:
+        return ("split",) + split_plan(dtype, head_dim, eff, batch * num_kv_heads * (group // g),
+                                       device.info.multiprocessors)
+    step = _tokens_per_step(dtype, head_dim)
+    per = -(-eff // n_splits)                   # positions per split
+    return "split", n_splits, -(-per // step) * step
+
+
 def decode_attention(cache, layer: int, seq_ids, q, scale: float, window=None, softcap=None,
-                     out=None, workspace=None, stream=None):
+                     out=None, workspace=None, stream=None, body="auto"):
     """``rocmforge.kv.decode_attention`` for a cache on the device.
 
     q: host array or device float32 (batch, n_q_heads, head_dim).  With a DeviceStorage on
@@ -213,4 +302,4 @@ def decode_attention(cache, layer: int, seq_ids, q, scale: float, window=None, s
         q, st.k_pages[layer], st.v_pages[layer], table, lens, dtype=cfg.dtype,
         num_kv_heads=cfg.num_heads, head_dim=cfg.head_dim, page_size=cfg.page_size,
         row_bytes=cfg.row_bytes, scale=scale, max_len=int(host_lens.max()), window=window,
-        softcap=softcap, out=out, workspace=workspace, stream=stream)
+        softcap=softcap, out=out, workspace=workspace, stream=stream, body=body)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ctypes
 
-THREADS = 256  # work-items per workgroup of every kernel here (RF_LAUNCH_BOUNDS(256))
+THREADS = 256  # work-items per workgroup of every kernel here (RF_LAUNCH_BOUNDS(256)),
+               # except attn_staged_* (STAGED_THREADS)
 UNROLL = {"mx_quant": 4, "mx_dequant": 4, "gguf_dequant": 1}  # chunks per thread (RF_UNROLL)
 
 MX_FORMAT_NAMES = ("mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8")
@@ -22,6 +23,9 @@ GGUF_TYPE_NAMES = ("q4_0", "q8_0", "q5_0", "q4_k", "q6_k", "mxfp4")
 BLOCKS_SIGNATURE = (("out", ctypes.c_void_p), ("in", ctypes.c_void_p), ("n_blocks", ctypes.c_uint64))
 
 KERNELS = {}
+# Kernels that exist only in one vendor's code objects (name -> "nvidia" / "amd"); every
+# other kernel is in its module's object for every target.
+VENDOR_ONLY = {}
 for _f in MX_FORMAT_NAMES:
     for _s in FLOAT_SUFFIXES:
         KERNELS[f"mx_quant_{_f}_{_s}"] = ("mx_quant", BLOCKS_SIGNATURE)
@@ -121,3 +125,14 @@ for _t in KV_DTYPE_NAMES:
         for _g in ATTN_GROUPS:
             KERNELS[f"attn_decode_{_t}_d{_d}_g{_g}"] = ("attention", ATTN_DECODE_SIGNATURE)
 KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)
+# attn_staged_<dtype>_d128: NVIDIA sm_80+ (cp.async + float16 mma), 128 threads per workgroup
+STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4")
+STAGED_THREADS = 128
+ATTN_STAGED_SIGNATURE = (
+    ("part_o", _P), ("part_ml", _P), ("q", _P), ("k_pages", _P), ("v_pages", _P),
+    ("page_table", _P), ("seq_lens", _P), ("n_q_heads", _I), ("n_kv_heads", _I),
+    ("page_size", _I), ("row_bytes", _I), ("table_stride", _I), ("n_splits", _I),
+    ("split_tiles", _I), ("window", _I), ("scale", _F), ("softcap", _F))
+for _t in STAGED_DTYPE_NAMES:
+    KERNELS[f"attn_staged_{_t}_d128"] = ("attention", ATTN_STAGED_SIGNATURE)
+    VENDOR_ONLY[f"attn_staged_{_t}_d128"] = "nvidia"

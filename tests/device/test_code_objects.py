@@ -1,7 +1,8 @@
 """Every built code object, checked on the CPU (no GPU needed).
 
 * manifest.json lists every kernels/*.hip module for every target, with correct sha256;
-* each object's kernels are exactly the ones rocmforge.ops.KERNELS launches;
+* each object's kernels are exactly the ones rocmforge.ops.KERNELS launches (less the
+  other vendor's VENDOR_ONLY ones);
 * AMD: the explicit kernel arguments in the code-object metadata (llvm-readelf --notes:
   offsets and sizes) are what the Python launcher packs for that kernel, on every target;
 * NVIDIA: every cubin's ELF symbol table lists the expected entry points;
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from rocmforge.device import arg_layout, elf
-from rocmforge.ops import KERNELS
+from rocmforge.ops import KERNELS, VENDOR_ONLY
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -53,8 +54,9 @@ def _objects(built, vendor):
     return folder, objs
 
 
-def expected_kernels(module: str):
-    return sorted(k for k, (m, _) in KERNELS.items() if m == module)
+def expected_kernels(module: str, vendor: str):
+    return sorted(k for k, (m, _) in KERNELS.items()
+                  if m == module and VENDOR_ONLY.get(k, vendor) == vendor)
 
 
 def test_every_kernel_has_a_module():
@@ -72,7 +74,7 @@ def test_manifest_complete_and_hashes_match(built, vendor, targets):
     for o in objs:
         data = (folder / o["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == o["sha256"], o["file"]
-        assert o["kernels"] == expected_kernels(o["module"]), o["file"]
+        assert o["kernels"] == expected_kernels(o["module"], vendor), o["file"]
         assert elf.kernel_names(data) == o["kernels"], o["file"]
         assert elf.machine(data) == (elf.EM_AMDGPU if vendor == "amd" else elf.EM_CUDA)
 
@@ -147,7 +149,7 @@ def test_cubins_list_expected_kernels(built):
     folder, objs = _objects(built, "nvidia")
     for o in objs:
         data = (folder / o["file"]).read_bytes()
-        assert elf.kernel_names(data) == expected_kernels(o["module"]), o["file"]
+        assert elf.kernel_names(data) == expected_kernels(o["module"], "nvidia"), o["file"]
         # the cubin's own arch: EF_CUDA_SM in e_flags (bits 0-7 before CUDA 12.8, 8-15 after)
         flags = int.from_bytes(data[48:52], "little")
         sm = int(o["target"][3:])

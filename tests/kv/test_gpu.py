@@ -292,6 +292,132 @@ def test_decode_attention_gpu_softcap_splits_and_groups(gpu, dtype):
     assert np.abs(plain - cpu).max() > 1e-3           # the cap changes the answer
 
 
+STAGED = [KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP6_E3M2, KvCacheDtype.MXFP4]
+
+
+def _need_staged(dev, dtype, hk, gqa, page_size):
+    why = attn_ops.staged_unsupported(dev, dtype, 128, hk, gqa, page_size)
+    if why is not None:
+        pytest.skip(f"the staged attention kernel {why}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("window", [None, 24, 300])
+@pytest.mark.parametrize("hk,gqa", [(4, 1), (8, 4), (4, 8), (12, 2)])
+@pytest.mark.parametrize("page_size", [16, 32])
+@pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
+def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window):
+    """attn_staged_* (NVIDIA sm_80+): against the CPU op, the float64 page-walking
+    reference and the split kernels, on contexts 1..1037 and a fork; windows that start
+    mid-tile (24) and span several (300)."""
+    _need_staged(gpu, dtype, hk, gqa, page_size)
+    rng = np.random.default_rng([page_size, hk, gqa, window or 0, STAGED.index(dtype)])
+    host, dcache, sids = build(gpu, dtype, page_size, hk, 128, rng)
+    q = rng.standard_normal((len(sids), hk * gqa, 128)).astype(np.float32)
+    scale = 128 ** -0.5
+    staged = attn_ops.decode_attention(dcache, 0, sids, q, scale, window=window,
+                                       body="staged").copy_to_host()
+    split = attn_ops.decode_attention(dcache, 0, sids, q, scale, window=window,
+                                      body="split").copy_to_host()
+    cpu = decode_attention(host, 0, sids, q, scale, window=window)
+    for b, sid in enumerate(sids):
+        k, v = walk_page_table(host, 0, sid)
+        atol = TC_ATOL * np.abs(v).max()
+        np.testing.assert_allclose(staged[b], cpu[b], rtol=0, atol=atol,
+                                   err_msg=f"{dtype.name} seq {sid}: staged vs CPU")
+        want = ref_attention(q[b:b + 1], k, v, scale, window)[0]
+        np.testing.assert_allclose(staged[b], want, rtol=0, atol=atol,
+                                   err_msg=f"{dtype.name} seq {sid}: staged vs float64 reference")
+        np.testing.assert_allclose(staged[b], split[b], rtol=0, atol=atol,
+                                   err_msg=f"{dtype.name} seq {sid}: staged vs split kernels")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
+def test_staged_attention_softcap_and_forced_splits(gpu, dtype):
+    """Forced split counts (1, 3, 40, 500: most of them empty) and a softcap."""
+    _need_staged(gpu, dtype, 8, 4, 16)
+    rng = np.random.default_rng(7)
+    host, dcache, sids = build(gpu, dtype, 16, 8, 128, rng)
+    q = 4 * rng.standard_normal((len(sids), 32, 128)).astype(np.float32)
+    cpu = decode_attention(host, 0, sids, q, 0.1, window=300, softcap=5.0)
+    table, lens, hl = attn_ops_tables(dcache, sids)
+    for n_splits in (None, 1, 3, 40, 500):
+        out = attn_ops.paged_decode_attention(
+            gpu.to_device(q), dcache.storage.k_pages[0], dcache.storage.v_pages[0], table, lens,
+            dtype=dtype, num_kv_heads=8, head_dim=128, page_size=16,
+            row_bytes=dcache.config.row_bytes, scale=0.1, max_len=int(hl.max()), window=300,
+            softcap=5.0, n_splits=n_splits, body="staged").copy_to_host()
+        np.testing.assert_allclose(out, cpu, rtol=0, atol=TC_ATOL * 5, err_msg=f"n_splits {n_splits}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("body", ["staged", "split"])
+def test_stale_page_slots_never_reach_the_output(gpu, body):
+    """A page freed by one sequence and reused by another still holds the old rows (NaN
+    and Inf here) past the new sequence's length: they must not leak into its attention."""
+    dtype = KvCacheDtype.MXFP6_E2M3
+    if body == "staged":
+        _need_staged(gpu, dtype, 8, 4, 16)
+    cfg = CacheConfig(16, 1, 8, 128, 1, dtype)          # one page: "new" must reuse it
+    host, dcache = pair(cfg, gpu)
+    bad = np.full((16, 8, 128), np.nan, np.float32)
+    bad[::2] = np.inf
+    rng = np.random.default_rng(3)
+    k = rng.standard_normal((5, 8, 128)).astype(np.float32)
+    v = rng.standard_normal((5, 8, 128)).astype(np.float32)
+    for c in (host, dcache):
+        c.allocate("old")
+        c.append("old", 0, bad, bad)
+        c.free("old")
+        c.allocate("new")
+        c.append("new", 0, k, v)
+    q = rng.standard_normal((1, 32, 128)).astype(np.float32)
+    out = attn_ops.decode_attention(dcache, 0, ["new"], q, 0.1, body=body).copy_to_host()
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, decode_attention(host, 0, ["new"], q, 0.1), rtol=0,
+                               atol=TC_ATOL * np.abs(v).max())
+
+
+def test_decode_plan_and_staged_rules():
+    """Which kernel runs where, and the plans' coverage (CPU: no kernel is launched)."""
+    cpu = device.get_device("cpu")
+    assert "NVIDIA" in attn_ops.staged_unsupported(cpu, "mxfp6_e2m3", 128, 8, 4, 16)
+    assert attn_ops.decode_plan(cpu, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1)[0] == "split"
+    with pytest.raises(ValueError, match="staged attention kernel needs an NVIDIA GPU"):
+        attn_ops.decode_plan(cpu, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1, body="staged")
+    with pytest.raises(ValueError, match="body must be"):
+        attn_ops.decode_plan(cpu, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1, body="fast")
+
+    class FakeInfo:
+        kind, arch, multiprocessors = "cuda", "sm_90", 132
+
+    class Fake:
+        kind, info = "cuda", FakeInfo
+
+    assert attn_ops.staged_unsupported(Fake, "mxfp6_e2m3", 128, 8, 4, 16) is None
+    for args, word in (((Fake, "mxfp8_e4m3", 128, 8, 4, 16), "MXFP8"),
+                       ((Fake, "f16", 128, 8, 4, 16), "F16"),
+                       ((Fake, "mxfp4", 64, 8, 4, 16), "head_dim"),
+                       ((Fake, "mxfp4", 128, 2, 4, 16), "KV heads"),
+                       ((Fake, "mxfp4", 128, 8, 16, 16), "query heads"),
+                       ((Fake, "mxfp4", 128, 8, 4, 24), "page_size")):
+        assert word in attn_ops.staged_unsupported(*args)
+    for batch, ctx, window in ((1, 32768, None), (16, 32768, None), (3, 17, None), (2, 5000, 300),
+                               (1, 1, None), (64, 100000, 4096)):
+        body, n, per = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
+                                            window=window)
+        tiles = -(-min(ctx, window or ctx) // 16) + (1 if window else 0)
+        assert body == "staged" and n >= 1 and (n - 1) * per < tiles <= n * per
+        for forced in (1, 7, 1000):
+            _, n2, per2 = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
+                                               window=window, n_splits=forced)
+            assert n2 == forced and n2 * per2 >= tiles
+    # one long sequence fills a wave of 4 workgroups per SM; a big batch takes few splits
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 1)[1] * 2 <= 132 * 4
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 16)[1] <= 16
+
+
 def attn_ops_tables(dcache, sids):
     from rocmforge.kv.gpu import device_page_tables
     return device_page_tables(dcache, 0, sids)
