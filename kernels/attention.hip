@@ -28,7 +28,7 @@
 // MXFP8 (below).  NVIDIA sm_80+ also has a staged kernel for MXFP6/MXFP4 at head_dim 128
 // (attn_staged_*, below: a workgroup per 4 KV heads, pages copied to shared memory with
 // cp.async), with the same partial results.
-// Kernel 2, attn_combine: one workgroup per (sequence, query head, 32 values) merges the
+// Kernel 2, attn_combine: one workgroup per (sequence, query head, 16 values) merges the
 // splits: out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
 // (scores times log2 e).
 //
@@ -49,7 +49,7 @@
 //   attn_combine(float* out,            // (n_rows, D) float32, n_rows = batch * n_q_heads
 //                const float* part_o,   // (n_rows, n_splits, D)
 //                const float* part_ml,  // (n_rows, n_splits, 2)
-//                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * ceil(head_dim / 32)
+//                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * ceil(head_dim / 16)
 //   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4>_d128(  NVIDIA sm_80+ only; 128 threads;
 //       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
 //       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // n_kv_heads % 4 == 0, group <= 8   n_splits *
@@ -1160,10 +1160,11 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     // scores (base 2) of positions g + 8 tt, heads 2 t4 + e
     float s[2][2];
     bool need = false;
+    const bool full = 16 * T >= start && 16 * T + 16 <= len;   // uniform
 #pragma unroll
     for (int tt = 0; tt < 2; ++tt) {
       const int pos = 16 * T + 8 * tt + g;
-      const bool valid = pos >= start && pos < len;
+      const bool valid = full || (pos >= start && pos < len);
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         float x = sc[2 * tt + e] * (sfp[tt] * qfh[e]);
@@ -1223,7 +1224,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       } else {
         cw[r][NC] = cw[r][NC + 1] = 0u;
       }
-      vsb[r] = (vwds[blk >> 2] >> (8 * (blk & 3))) & 0xffu;
+      vsb[r] = ((const rf_u8*)vwds)[blk];
     }
     const int ev_step = (int)__reduce_max_sync(
         0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
@@ -1327,80 +1328,74 @@ RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ par
 }
 
 // ---------------------------------------------------------------- kernel 2
-// One workgroup per (row, 32 output values), so that hundreds of splits (a single long
-// sequence spread over every multiprocessor) merge in parallel.  Every workgroup of a row
-// reduces (M, denominator) over the splits: each thread folds its splits into a running
-// (max, sum), then a tree over LDS (independent of the wave size) merges the pairs; the
-// weights 2^(M_s - M) of the first RF_COMBINE_W splits are kept in LDS.  Then 8 split lanes
-// x 32 values sum their splits four at a time (independent loads in flight).
-#define RF_COMBINE_W 1024
-RF_DEVICE void rf_merge_ml(float& m, float& d, float m2, float d2) {
-  const float M = rf_fmaxf(m, m2);
-  if (M == rf_uint_as_float(0xff800000u)) return;   // both empty
-  d = (m == M ? d : d * rf_exp2f(m - M)) + (m2 == M ? d2 : d2 * rf_exp2f(m2 - M));
-  m = M;
+// One workgroup per (row, 16 output values): 16 split lanes x 16 values, so that hundreds
+// of splits (a single long sequence spread over every multiprocessor) merge in parallel,
+// in one pass: each thread folds its splits (s = lane, lane + 16, ...; eight loads in
+// flight at a time) into a running (max, denominator, numerator), then the 16 lanes'
+// triples merge through LDS.
+RF_DEVICE void rf_fold_split(float& m, float& d, float& x, float ms, float ls, float xs) {
+  // (m, d, x) += split (ms, ls, xs): weights relative to the larger maximum; -inf = empty
+  if (ms == rf_uint_as_float(0xff800000u)) return;
+  if (ms > m) {
+    const float f = rf_exp2f(m - ms);   // 0 when m was -inf
+    d *= f;
+    x *= f;
+    m = ms;
+  }
+  const float w = rf_exp2f(ms - m);
+  d = rf_fmaf(w, ls, d);
+  x = rf_fmaf(w, xs, x);
 }
 RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, const float* __restrict__ part_o,
                                                     const float* __restrict__ part_ml, rf_i32 n_splits,
                                                     rf_i32 head_dim) {
-  RF_SHARED float red_m[RF_THREADS], red_d[RF_THREADS];
-  RF_SHARED float wgt[RF_COMBINE_W];
-  RF_SHARED float num_sm[8][32];
-  const int n_chunks = (head_dim + 31) >> 5;
+  constexpr int NV = 16, NL = RF_THREADS / NV;   // values per workgroup, split lanes
+  RF_SHARED float sm_m[NL][NV], sm_d[NL][NV], sm_x[NL][NV];
+  const int n_chunks = (head_dim + NV - 1) / NV;
   const rf_i64 row = rf_block_idx_x() / n_chunks;
   const int chunk = (int)(rf_block_idx_x() % n_chunks);
   const int tid = (int)rf_thread_idx_x();
+  const int lane = tid % NV, sl = tid / NV;
+  const int e = chunk * NV + lane;
+  const int ec = e < head_dim ? e : head_dim - 1;
   const float* ml = part_ml + row * n_splits * 2;
-  const float* po = part_o + row * n_splits * head_dim;
-  const float neg_inf = rf_uint_as_float(0xff800000u);
-  float m = neg_inf, d = 0.0f;
-  for (int s = tid; s < n_splits; s += RF_THREADS) rf_merge_ml(m, d, ml[2 * s], ml[2 * s + 1]);
-  red_m[tid] = m;
-  red_d[tid] = d;
-  rf_barrier();
-  for (int h = RF_THREADS / 2; h > 0; h >>= 1) {
-    if (tid < h) {
-      float a = red_m[tid], b = red_d[tid];
-      rf_merge_ml(a, b, red_m[tid + h], red_d[tid + h]);
-      red_m[tid] = a;
-      red_d[tid] = b;
-    }
-    rf_barrier();
-  }
-  const float M = red_m[0], den = red_d[0];
-  const int nw = rf_min_i32(n_splits, RF_COMBINE_W);
-  for (int s = tid; s < nw; s += RF_THREADS) {
-    const float ms = ml[2 * s];
-    wgt[s] = ms == neg_inf ? 0.0f : rf_exp2f(ms - M);
-  }
-  rf_barrier();
-  auto weight = [&](int s) {
-    if (s < RF_COMBINE_W) return wgt[s];
-    const float ms = ml[2 * s];
-    return ms == neg_inf ? 0.0f : rf_exp2f(ms - M);
-  };
-  const int lane = tid & 31, sl = tid >> 5;   // 8 split lanes
-  const int e = chunk * 32 + lane;
-  float num = 0.0f;
-  if (e < head_dim) {
-    int s = sl;
-    for (; s + 24 < n_splits; s += 32) {      // four splits per trip
-      const float x0 = po[(rf_i64)s * head_dim + e], x1 = po[(rf_i64)(s + 8) * head_dim + e];
-      const float x2 = po[(rf_i64)(s + 16) * head_dim + e], x3 = po[(rf_i64)(s + 24) * head_dim + e];
-      num = rf_fmaf(weight(s), x0, num);
-      num = rf_fmaf(weight(s + 8), x1, num);
-      num = rf_fmaf(weight(s + 16), x2, num);
-      num = rf_fmaf(weight(s + 24), x3, num);
-    }
-    for (; s < n_splits; s += 8) num = rf_fmaf(weight(s), po[(rf_i64)s * head_dim + e], num);
-  }
-  num_sm[sl][lane] = num;
-  rf_barrier();
-  if (tid < 32 && e < head_dim) {
-    float t = 0.0f;
+  const float* po = part_o + row * n_splits * head_dim + ec;
+  float m = rf_uint_as_float(0xff800000u), d = 0.0f, x = 0.0f;
+  int s = sl;
+  for (; s + 7 * NL < n_splits; s += 8 * NL) {   // eight splits per trip, loads in flight
+    float mv[8], lv[8], xv[8];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) t += num_sm[i][tid];
-    out[row * head_dim + e] = t / den;
+    for (int k = 0; k < 8; ++k) {
+      const int ss = s + NL * k;
+      mv[k] = ml[2 * ss];
+      lv[k] = ml[2 * ss + 1];
+      xv[k] = po[(rf_i64)ss * head_dim];
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) rf_fold_split(m, d, x, mv[k], lv[k], xv[k]);
+  }
+  for (; s < n_splits; s += NL) rf_fold_split(m, d, x, ml[2 * s], ml[2 * s + 1], po[(rf_i64)s * head_dim]);
+  sm_m[sl][lane] = m;
+  sm_d[sl][lane] = d;
+  sm_x[sl][lane] = x;
+  rf_barrier();
+  if (tid < NV && e < head_dim) {
+    float M = sm_m[0][tid], dd = sm_d[0][tid], xx = sm_x[0][tid];
+#pragma unroll
+    for (int i = 1; i < NL; ++i) {
+      const float mi = sm_m[i][tid];
+      if (mi == rf_uint_as_float(0xff800000u)) continue;
+      if (mi > M) {
+        const float f = rf_exp2f(M - mi);
+        dd *= f;
+        xx *= f;
+        M = mi;
+      }
+      const float w = rf_exp2f(mi - M);
+      dd = rf_fmaf(w, sm_d[i][tid], dd);
+      xx = rf_fmaf(w, sm_x[i][tid], xx);
+    }
+    out[row * head_dim + e] = xx / dd;
   }
 }
 
