@@ -27,7 +27,8 @@ __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_att
 STAGED_HEADS = 4        # KV heads per staged workgroup (one warp each)
 STAGED_RESIDENT = 4     # staged workgroups per multiprocessor (launch bounds 128 x 4)
 STAGED_TILE = 16        # positions per staged step
-STAGED_MIN_TILES = 16   # tiles per split at least (staged_plan)
+STAGED_TARGET = 2       # staged workgroups per multiprocessor the split plan aims at
+STAGED_MIN_LEN = 1025   # "auto" takes the staged kernel from this many attended positions
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -132,24 +133,20 @@ def staged_plan(max_tiles: int, units: int, n_sms: int):
     """(n_splits, split_tiles) for the staged kernel: ``max_tiles`` 16-position tiles at
     most per sequence, ``units`` = batch * n_kv_heads / 4 workgroups per split.
 
-    The wave model of split_plan with STAGED_RESIDENT workgroups per multiprocessor and a
-    tile as the step, with at least STAGED_MIN_TILES tiles per split: every split pays a
-    pipeline fill and its partial results (written, then read by attn_combine), and on an
-    H100 a single 32k sequence ran fastest with 128 splits of 16 tiles (0.0345 ms; 192
-    splits 0.0375, 256 splits 0.0381, 64 splits 0.042).  A large batch takes few splits
-    (batch 16 x 32k x 8 KV heads on 132 SMs: 16 splits of 128 tiles, 512 workgroups)."""
+    About STAGED_TARGET workgroups per multiprocessor in all, at least 2 tiles per split.
+    Fitted on an H100 (MXFP6_E2M3, 8 KV heads, ms for 1 / 2 / 4 / 8 / ... splits): the best
+    total was ~2 workgroups per SM nearly everywhere (batch 16 x 32k: 8 splits 0.346,
+    16 splits 0.363; batch 1 x 32k: 128 splits 0.0345, 64: 0.042, 256: 0.038; batch 1 x
+    16k: 128 splits 0.0229; batch 16 x 4k: 8 splits 0.0623, 16: 0.069; batch 16 x 1k:
+    8 splits 0.0307), short single sequences at 2-4 tiles per split (batch 1 x 1k: 32
+    splits 0.0106, 16: 0.0118; batch 1 x 4k: 64 splits 0.0141, 128: 0.0149).  Fewer,
+    longer splits win over a full wave of 4 per SM: every split pays a pipeline fill and
+    its partial results (written, then merged by attn_combine)."""
     n_steps = max(1, int(max_tiles))
-    slots = max(1, n_sms) * STAGED_RESIDENT
-    units = max(1, units)
-    best, best_s = None, 1
-    for s in range(1, max(1, min(n_steps // STAGED_MIN_TILES, 8 * slots)) + 1):
-        per = -(-n_steps // s)
-        if s > 1 and -(-n_steps // (s - 1)) == per:
-            continue
-        cost = -(-units * s // slots) * (per + 3)
-        if best is None or cost < best:
-            best, best_s = cost, s
-    split_tiles = -(-n_steps // best_s)
+    units = max(1, int(units))
+    want = max(1, round(STAGED_TARGET * max(1, n_sms) / units))
+    s = max(1, min(want, n_steps // 2))
+    split_tiles = -(-n_steps // s)
     return -(-n_steps // split_tiles), split_tiles
 
 
@@ -169,9 +166,8 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
     device int32 (batch,), each in [1, max_len].  ``max_len`` (host int) sizes the splits;
     ``n_splits`` forces their number (e.g. for graph capture).  Returns ``out``: device
     float32 (batch, n_q_heads, head_dim).  ``workspace``: optional device buffer of at
-    least ``workspace_bytes(...)`` bytes (else allocated per call).  ``body``: "auto" (the
-    staged kernel where ``staged_unsupported`` allows it, else the split kernels),
-    "staged" (ValueError where it cannot run) or "split".
+    least ``workspace_bytes(...)`` bytes (else allocated per call).  ``body``: "auto",
+    "staged" or "split", as for ``decode_plan``.
     """
     dtype = KvCacheDtype.parse(dtype)
     q = as_device_buffer(q, "decode attention: q")
@@ -243,8 +239,9 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     """(body, n_splits, per) of a paged_decode_attention call: body "staged" (per = 16-position
     tiles per split) or "split" (per = positions per split).  ``n_splits`` forces the count
     (a graph captured at one length and replayed at others keeps its launch shape).
-    ``body``: "auto" (staged where ``staged_unsupported`` allows, else split), "staged"
-    (ValueError naming the reason where it cannot run) or "split"."""
+    ``body``: "auto" (staged where ``staged_unsupported`` allows and the attended range
+    is at least STAGED_MIN_LEN positions, else split), "staged" (ValueError naming the
+    reason where it cannot run) or "split"."""
     dtype = KvCacheDtype.parse(dtype)
     if body not in ("auto", "staged", "split"):
         raise ValueError(f"body must be 'auto', 'staged' or 'split', got {body!r}")
@@ -255,6 +252,8 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
            if body != "split" else "was not asked for")
     if body == "staged" and why is not None:
         raise ValueError(f"the staged attention kernel {why}")
+    if body == "auto" and why is None and eff < STAGED_MIN_LEN:
+        why = "is slower on short ranges"       # H100, batch 16 x 1k: 0.031 vs 0.025 ms
     if n_splits is not None:
         n_splits = int(n_splits)
         if n_splits < 1:

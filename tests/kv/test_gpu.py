@@ -404,18 +404,23 @@ def test_decode_plan_and_staged_rules():
                        ((Fake, "mxfp4", 128, 8, 4, 24), "page_size")):
         assert word in attn_ops.staged_unsupported(*args)
     for batch, ctx, window in ((1, 32768, None), (16, 32768, None), (3, 17, None), (2, 5000, 300),
-                               (1, 1, None), (64, 100000, 4096)):
+                               (1, 1, None), (64, 100000, 4096), (4, 1025, None), (4, 1024, None)):
+        eff = min(ctx, window or ctx)
+        tiles = -(-eff // 16) + (1 if window else 0)
         body, n, per = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
                                             window=window)
-        tiles = -(-min(ctx, window or ctx) // 16) + (1 if window else 0)
+        assert body == ("staged" if eff >= attn_ops.STAGED_MIN_LEN else "split")
+        body, n, per = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
+                                            window=window, body="staged")
         assert body == "staged" and n >= 1 and (n - 1) * per < tiles <= n * per
         for forced in (1, 7, 1000):
             _, n2, per2 = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
-                                               window=window, n_splits=forced)
+                                               window=window, n_splits=forced, body="staged")
             assert n2 == forced and n2 * per2 >= tiles
-    # one long sequence fills a wave of 4 workgroups per SM; a big batch takes few splits
-    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 1)[1] * 2 <= 132 * 4
-    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 16)[1] <= 16
+    # about 2 workgroups per SM in all, at least 2 tiles per split
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 1)[1:] == (128, 16)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 16)[1:] == (8, 256)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1)[1:] == (128, 2)
 
 
 def attn_ops_tables(dcache, sids):
