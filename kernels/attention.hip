@@ -938,8 +938,13 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 // 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0 on NVIDIA sm_80+.
 #define RF_STAGED_THREADS 128
 RF_DEVICE rf_u32 rf_smem_u32(const void* p) { return (rf_u32)__cvta_generic_to_shared(p); }
+// RF_CP_ASYNC_L2: optional L2 prefetch size hint of the page copies (".L2::128B" / ".L2::256B")
+#ifndef RF_CP_ASYNC_L2
+#define RF_CP_ASYNC_L2 ""
+#endif
 RF_DEVICE void rf_cp_async16(rf_u32 dst, const void* src, rf_u32 src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+  asm volatile("cp.async.cg.shared.global" RF_CP_ASYNC_L2 " [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
 }
 RF_DEVICE void rf_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 RF_DEVICE void rf_cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
