@@ -28,7 +28,7 @@
 // MXFP8 (below).  NVIDIA sm_80+ also has a staged kernel for MXFP6/MXFP4 at head_dim 128
 // (attn_staged_*, below: a workgroup per 4 KV heads, pages copied to shared memory with
 // cp.async), with the same partial results.
-// Kernel 2, attn_combine: one workgroup per (sequence, query head, 16 values) merges the
+// Kernel 2, attn_combine: one workgroup per (sequence, query head, 256 / NL values) merges the
 // splits: out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
 // (scores times log2 e).
 //
@@ -49,7 +49,8 @@
 //   attn_combine(float* out,            // (n_rows, D) float32, n_rows = batch * n_q_heads
 //                const float* part_o,   // (n_rows, n_splits, D)
 //                const float* part_ml,  // (n_rows, n_splits, 2)
-//                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * ceil(head_dim / 16)
+//                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * ceil(head_dim / NV),
+//                NV = 256 / (largest power of two <= min(n_splits, 16))
 //   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4>_d128(  NVIDIA sm_80+ only; 128 threads;
 //       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
 //       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // n_kv_heads % 4 == 0, group <= 8   n_splits *
@@ -1333,10 +1334,11 @@ RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ par
 }
 
 // ---------------------------------------------------------------- kernel 2
-// One workgroup per (row, 16 output values): 16 split lanes x 16 values, so that hundreds
+// One workgroup per (row, NV output values) with NL split lanes x NV values, NL = the
+// largest power of two <= min(n_splits, 16) (1 split: a workgroup per row), so that hundreds
 // of splits (a single long sequence spread over every multiprocessor) merge in parallel,
-// in one pass: each thread folds its splits (s = lane, lane + 16, ...; eight loads in
-// flight at a time) into a running (max, denominator, numerator), then the 16 lanes'
+// in one pass: each thread folds its splits (s = lane, lane + NL, ...; eight loads in
+// flight at a time) into a running (max, denominator, numerator), then the NL lanes'
 // triples merge through LDS.
 RF_DEVICE void rf_fold_split(float& m, float& d, float& x, float ms, float ls, float xs) {
   // (m, d, x) += split (ms, ls, xs): weights relative to the larger maximum; -inf = empty
@@ -1354,8 +1356,10 @@ RF_DEVICE void rf_fold_split(float& m, float& d, float& x, float ms, float ls, f
 RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, const float* __restrict__ part_o,
                                                     const float* __restrict__ part_ml, rf_i32 n_splits,
                                                     rf_i32 head_dim) {
-  constexpr int NV = 16, NL = RF_THREADS / NV;   // values per workgroup, split lanes
-  RF_SHARED float sm_m[NL][NV], sm_d[NL][NV], sm_x[NL][NV];
+  // NL split lanes x NV values per workgroup: NL = the largest power of two <= min(n_splits, 16)
+  const int NL = n_splits >= 16 ? 16 : n_splits >= 8 ? 8 : n_splits >= 4 ? 4 : n_splits >= 2 ? 2 : 1;
+  const int NV = RF_THREADS / NL;
+  RF_SHARED float sm_m[RF_THREADS], sm_d[RF_THREADS], sm_x[RF_THREADS];
   const int n_chunks = (head_dim + NV - 1) / NV;
   const rf_i64 row = rf_block_idx_x() / n_chunks;
   const int chunk = (int)(rf_block_idx_x() % n_chunks);
@@ -1380,15 +1384,14 @@ RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, con
     for (int k = 0; k < 8; ++k) rf_fold_split(m, d, x, mv[k], lv[k], xv[k]);
   }
   for (; s < n_splits; s += NL) rf_fold_split(m, d, x, ml[2 * s], ml[2 * s + 1], po[(rf_i64)s * head_dim]);
-  sm_m[sl][lane] = m;
-  sm_d[sl][lane] = d;
-  sm_x[sl][lane] = x;
+  sm_m[tid] = m;
+  sm_d[tid] = d;
+  sm_x[tid] = x;
   rf_barrier();
   if (tid < NV && e < head_dim) {
-    float M = sm_m[0][tid], dd = sm_d[0][tid], xx = sm_x[0][tid];
-#pragma unroll
+    float M = m, dd = d, xx = x;   // lane 0's own triple (tid < NV: sl == 0)
     for (int i = 1; i < NL; ++i) {
-      const float mi = sm_m[i][tid];
+      const float mi = sm_m[i * NV + tid];
       if (mi == rf_uint_as_float(0xff800000u)) continue;
       if (mi > M) {
         const float f = rf_exp2f(M - mi);
@@ -1397,8 +1400,8 @@ RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, con
         M = mi;
       }
       const float w = rf_exp2f(mi - M);
-      dd = rf_fmaf(w, sm_d[i][tid], dd);
-      xx = rf_fmaf(w, sm_x[i][tid], xx);
+      dd = rf_fmaf(w, sm_d[i * NV + tid], dd);
+      xx = rf_fmaf(w, sm_x[i * NV + tid], xx);
     }
     out[row * head_dim + e] = xx / dd;
   }

@@ -28,7 +28,9 @@ STAGED_HEADS = 4        # KV heads per staged workgroup (one warp each)
 STAGED_RESIDENT = 4     # staged workgroups per multiprocessor (launch bounds 128 x 4)
 STAGED_TILE = 16        # positions per staged step
 STAGED_TARGET = 2       # staged workgroups per multiprocessor the split plan aims at
-STAGED_MIN_LEN = 1025   # "auto" takes the staged kernel from this many attended positions
+STAGED_MIN_LEN = 1025   # "auto": the staged kernel from this many attended positions,
+STAGED_FEW_LEN = 4096   # ... and up to this many only with at least
+STAGED_FEW_UNITS = 8    # this many workgroups per split (batch * n_kv_heads / 4)
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -229,7 +231,8 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
             part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, group // g,
             page_size, shift, row_bytes, page_table.shape[1], n_splits, per, w, scale, cap,
             stream=stream)
-    get_kernel(dev, "attn_combine").launch((batch * hq * (-(-d // 16)),), (THREADS,), out, part_o,
+    nv = THREADS // (1 << min(4, n_splits.bit_length() - 1))   # values per combine workgroup
+    get_kernel(dev, "attn_combine").launch((batch * hq * (-(-d // nv)),), (THREADS,), out, part_o,
                                            part_ml, n_splits, d, stream=stream)
     return out
 
@@ -239,9 +242,10 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     """(body, n_splits, per) of a paged_decode_attention call: body "staged" (per = 16-position
     tiles per split) or "split" (per = positions per split).  ``n_splits`` forces the count
     (a graph captured at one length and replayed at others keeps its launch shape).
-    ``body``: "auto" (staged where ``staged_unsupported`` allows and the attended range
-    is at least STAGED_MIN_LEN positions, else split), "staged" (ValueError naming the
-    reason where it cannot run) or "split"."""
+    ``body``: "auto" (staged where ``staged_unsupported`` allows, the attended range is at
+    least STAGED_MIN_LEN positions, and above STAGED_FEW_LEN or with STAGED_FEW_UNITS
+    workgroups per split; else split: measured faster there), "staged" (ValueError naming
+    the reason where it cannot run) or "split"."""
     dtype = KvCacheDtype.parse(dtype)
     if body not in ("auto", "staged", "split"):
         raise ValueError(f"body must be 'auto', 'staged' or 'split', got {body!r}")
@@ -252,8 +256,11 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
            if body != "split" else "was not asked for")
     if body == "staged" and why is not None:
         raise ValueError(f"the staged attention kernel {why}")
-    if body == "auto" and why is None and eff < STAGED_MIN_LEN:
-        why = "is slower on short ranges"       # H100, batch 16 x 1k: 0.031 vs 0.025 ms
+    units = batch * num_kv_heads // STAGED_HEADS
+    if body == "auto" and why is None and (
+            eff < STAGED_MIN_LEN or (eff <= STAGED_FEW_LEN and units < STAGED_FEW_UNITS)):
+        # H100, split / staged ms: batch 16 x 1k 0.025 / 0.031, batch 1 x 4k 0.0129 / 0.0150
+        why = "is slower on short ranges with few workgroups"
     if n_splits is not None:
         n_splits = int(n_splits)
         if n_splits < 1:
@@ -262,8 +269,7 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
         # tiles a sequence's attended range can touch: one more when a window starts mid-tile
         max_tiles = -(-eff // STAGED_TILE) + (1 if w else 0)
         if n_splits is None:
-            return ("staged",) + staged_plan(max_tiles, batch * num_kv_heads // STAGED_HEADS,
-                                             device.info.multiprocessors)
+            return ("staged",) + staged_plan(max_tiles, units, device.info.multiprocessors)
         return "staged", n_splits, -(-max_tiles // n_splits)
     g = max(x for x in ATTN_GROUPS if group % x == 0)
     if n_splits is None:

@@ -6,7 +6,10 @@
 * GPU (@pytest.mark.gpu, skip without one): pages written by kernels/kv_cache.hip are
   byte-identical to encode_rows for every dtype (specials included); the randomized op
   sequence bit-for-bit; decode attention (kernels/attention.hip) vs the CPU
-  decode_attention and the float64 page-walking reference of tests/kv/test_attention.py.
+  decode_attention and the float64 page-walking reference of tests/kv/test_attention.py,
+  for the split kernels and the NVIDIA-only staged kernel (also against each other), and
+  stale NaN/Inf rows of a reused page never reaching the output.
+* CPU: which kernel decode_plan picks and the split plans' coverage.
 """
 from __future__ import annotations
 
@@ -409,7 +412,8 @@ def test_decode_plan_and_staged_rules():
         tiles = -(-eff // 16) + (1 if window else 0)
         body, n, per = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
                                             window=window)
-        assert body == ("staged" if eff >= attn_ops.STAGED_MIN_LEN else "split")
+        few = eff <= attn_ops.STAGED_FEW_LEN and batch * 2 < attn_ops.STAGED_FEW_UNITS
+        assert body == ("staged" if eff >= attn_ops.STAGED_MIN_LEN and not few else "split")
         body, n, per = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
                                             window=window, body="staged")
         assert body == "staged" and n >= 1 and (n - 1) * per < tiles <= n * per
@@ -420,7 +424,12 @@ def test_decode_plan_and_staged_rules():
     # about 2 workgroups per SM in all, at least 2 tiles per split
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 1)[1:] == (128, 16)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 16)[1:] == (8, 256)
-    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1)[1:] == (128, 2)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1,
+                                body="staged")[1:] == (128, 2)
+    # short ranges with few workgroups stay on the split kernels (measured faster there)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1)[0] == "split"
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 4)[0] == "staged"
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4097, 1)[0] == "staged"
 
 
 def attn_ops_tables(dcache, sids):
