@@ -76,7 +76,10 @@ def tokenizer_metadata(vocab: int) -> dict:
             "tokenizer.ggml.add_eos_token": False, "tokenizer.ggml.add_space_prefix": False}
 
 
-def build(path, seed: int = 0, layers: int = LAYERS, vocab: int = VOCAB) -> Path:
+def build(path, seed: int = 0, layers: int = LAYERS, vocab: int = VOCAB, heads: int = HEADS,
+          kv_heads: int = KV_HEADS, head_dim: int = HEAD_DIM) -> Path:
+    """Write the file; ``heads`` / ``kv_heads`` / ``head_dim`` change the attention shape
+    (e.g. 8 / 4 / 128, which the staged MX attention kernel runs)."""
     from rocmforge.gguf.constants import GgufValueType as V
     rng = np.random.default_rng(seed)
     w = GGUFWriter(path)
@@ -90,13 +93,13 @@ def build(path, seed: int = 0, layers: int = LAYERS, vocab: int = VOCAB) -> Path
     u32("gemma3.embedding_length", DIM)
     u32("gemma3.block_count", layers)
     u32("gemma3.feed_forward_length", FFN)
-    u32("gemma3.attention.head_count", HEADS)
+    u32("gemma3.attention.head_count", heads)
     w.add("gemma3.attention.layer_norm_rms_epsilon", 1e-6, V.FLOAT32)
-    u32("gemma3.attention.key_length", HEAD_DIM)
-    u32("gemma3.attention.value_length", HEAD_DIM)
+    u32("gemma3.attention.key_length", head_dim)
+    u32("gemma3.attention.value_length", head_dim)
     w.add("gemma3.rope.freq_base", 1e6, V.FLOAT32)
     u32("gemma3.attention.sliding_window", 512)
-    u32("gemma3.attention.head_count_kv", KV_HEADS)
+    u32("gemma3.attention.head_count_kv", kv_heads)
     for k, v in tokenizer_metadata(vocab).items():
         if isinstance(v, (bool, np.bool_)):
             w.add(k, bool(v), V.BOOL)
@@ -120,13 +123,13 @@ def build(path, seed: int = 0, layers: int = LAYERS, vocab: int = VOCAB) -> Path
     for i in range(layers):
         p = f"blk.{i}."
         hi = i in HIGH_PRECISION_LAYERS
-        mat(p + "attn_k.weight", T.Q5_0, KV_HEADS * HEAD_DIM, DIM)
-        w.add_tensor(p + "attn_k_norm.weight", norm(HEAD_DIM))
+        mat(p + "attn_k.weight", T.Q5_0, kv_heads * head_dim, DIM)
+        w.add_tensor(p + "attn_k_norm.weight", norm(head_dim))
         w.add_tensor(p + "attn_norm.weight", norm(DIM))
-        mat(p + "attn_output.weight", T.Q4_K, DIM, HEADS * HEAD_DIM)
-        mat(p + "attn_q.weight", T.Q5_0, HEADS * HEAD_DIM, DIM)
-        w.add_tensor(p + "attn_q_norm.weight", norm(HEAD_DIM))
-        mat(p + "attn_v.weight", T.Q8_0 if hi else T.Q5_0, KV_HEADS * HEAD_DIM, DIM)
+        mat(p + "attn_output.weight", T.Q4_K, DIM, heads * head_dim)
+        mat(p + "attn_q.weight", T.Q5_0, heads * head_dim, DIM)
+        w.add_tensor(p + "attn_q_norm.weight", norm(head_dim))
+        mat(p + "attn_v.weight", T.Q8_0 if hi else T.Q5_0, kv_heads * head_dim, DIM)
         mat(p + "ffn_down.weight", T.Q6_K if hi else T.Q4_K, DIM, FFN)
         mat(p + "ffn_gate.weight", T.Q5_0, FFN, DIM)
         w.add_tensor(p + "ffn_norm.weight", norm(DIM))

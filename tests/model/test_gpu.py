@@ -213,6 +213,30 @@ def test_gemma_shaped_paged_kv_decode_gpu_vs_cpu(tmp_path, gpu_kind, kv):
 
 
 @gpu
+@pytest.mark.parametrize("kv", ["mxfp6_e2m3", "mxfp4"])
+def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv):
+    """A Gemma-shaped model with 8 query heads, 4 KV heads of head_dim 128 and n_ctx 4100:
+    its global layer (layer 5) decodes through the staged MX attention kernel on NVIDIA
+    sm_80+ (the sliding-window layers through the split kernels); 1 + 15 decode steps,
+    eager and replayed, against the CPU Transformer."""
+    from rocmforge.ops import attention as attn_ops
+    path = _maker().build(tmp_path / "g128.gguf", seed=7, layers=6, vocab=4096, heads=8,
+                          kv_heads=4, head_dim=128)
+    ids = [2] + [int(t) for t in np.random.default_rng(4).integers(4, 4096, 15)]
+    with rocmforge.load(path, device="cpu", kv_cache_dtype=kv, n_ctx=4100) as c:
+        want = _decode_logits(c.transformer, c.cache, ids)
+    with rocmforge.load(path, device=gpu_kind, kv_cache_dtype=kv, n_ctx=4100) as m:
+        assert m.cache.paged
+        dev, cc = m.transformer.dev, m.cache.config
+        if attn_ops.staged_unsupported(dev, kv, 128, 4, 2, cc.page_size) is None:
+            assert attn_ops.decode_plan(dev, kv, 128, 4, 8, cc.page_size, 4100, 1)[0] == "staged"
+        got = _decode_logits(m.transformer, m.cache, ids)
+        got2 = _decode_logits(m.transformer, m.cache, ids)       # graph replays
+    assert _rel_err(got, want) < REL_MX, _rel_err(got, want)
+    np.testing.assert_array_equal(got, got2)
+
+
+@gpu
 def test_gemma_shaped_logits_gpu_vs_cpu(tmp_path, gpu_kind):
     """Gemma 3 270M's exact shapes and tensor types (random weights): one prefill of 40
     tokens and 8 decode steps (sliding-window and global layers) against the CPU path."""
