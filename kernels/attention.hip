@@ -1070,14 +1070,33 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     rf_cp_async_commit();
   };
 
-  // ---- pipeline: tiles t_lo and t_lo + 1 in flight before Q is loaded; (pi_n, tin_n):
-  // page index and tile-in-page of the next tile to issue (t_lo + 2), advanced per step
+  // ---- prologue: the first three tiles' page-table entries and q are read before any copy
+  // is issued (the copies' asm is a memory barrier to the compiler, so a read placed after
+  // one would wait for it); then tiles t_lo and t_lo + 1 go in flight before q is used.
+  // (pi_n, tin_n): page index and tile-in-page of the next tile to issue, advanced per step.
   int pi_n = t_lo / tpp, tin_n = t_lo - pi_n * tpp;
-  issue(t_lo, 0, t_lo < t_hi ? table[pi_n] : 0, tin_n);
-  if (++tin_n == tpp) { tin_n = 0; ++pi_n; }
-  issue(t_lo + 1, 1, t_lo + 1 < t_hi ? table[pi_n] : 0, tin_n);
-  if (++tin_n == tpp) { tin_n = 0; ++pi_n; }
-  int pg_next = t_lo + 2 < t_hi ? table[pi_n] : 0;
+  int pi1 = pi_n, tin1 = tin_n + 1;
+  if (tin1 == tpp) { tin1 = 0; ++pi1; }
+  int pi2 = pi1, tin2 = tin1 + 1;
+  if (tin2 == tpp) { tin2 = 0; ++pi2; }
+  const int pg0 = t_lo < t_hi ? table[pi_n] : 0;
+  const int pg1 = t_lo + 1 < t_hi ? table[pi1] : 0;
+  int pg_next = t_lo + 2 < t_hi ? table[pi2] : 0;
+  const bool gv = g < group;
+  const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (gv ? g : 0)) * D + 32 * t4;
+  float qv[32];
+#pragma unroll
+  for (int k = 0; k < 32; k += 4) {
+    const rf_u32x4 x = *(const rf_u32x4*)(qg + k);
+    qv[k] = rf_uint_as_float(x.x);
+    qv[k + 1] = rf_uint_as_float(x.y);
+    qv[k + 2] = rf_uint_as_float(x.z);
+    qv[k + 3] = rf_uint_as_float(x.w);
+  }
+  issue(t_lo, 0, pg0, tin_n);
+  issue(t_lo + 1, 1, pg1, tin1);
+  pi_n = pi2;
+  tin_n = tin2;
 
   // ---- Q^T (B operand, column g = query head qh0 + g): pairs of block t4 as the K lanes,
   // scaled by 2^-qe (max |q| of the head in [1, 2)); qfh[e]: 2^qe * scale (x log2 e without
@@ -1085,17 +1104,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   rf_u32 qb[8][2];
   float qfh[2];
   {
-    const bool gv = g < group;
-    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (gv ? g : 0)) * D + 32 * t4;
-    float qv[32], amax = 0.0f;
-#pragma unroll
-    for (int k = 0; k < 32; k += 4) {
-      const rf_u32x4 x = *(const rf_u32x4*)(qg + k);
-      qv[k] = rf_uint_as_float(x.x);
-      qv[k + 1] = rf_uint_as_float(x.y);
-      qv[k + 2] = rf_uint_as_float(x.z);
-      qv[k + 3] = rf_uint_as_float(x.w);
-    }
+    float amax = 0.0f;
 #pragma unroll
     for (int k = 0; k < 32; ++k) amax = rf_fmaxf(amax, rf_fabsf(qv[k]));
     amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
