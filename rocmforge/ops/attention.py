@@ -25,7 +25,6 @@ __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_att
            "decode_plan", "split_plan", "staged_plan", "staged_unsupported", "workspace_bytes"]
 
 STAGED_HEADS = 4        # KV heads per staged workgroup (one warp each)
-STAGED_RESIDENT = 4     # staged workgroups per multiprocessor (launch bounds 128 x 4)
 STAGED_TILE = 16        # positions per staged step
 STAGED_TARGET = 2       # staged workgroups per multiprocessor the split plan aims at
 STAGED_MIN_LEN = 1025   # "auto": the staged kernel from this many attended positions,
