@@ -1027,6 +1027,11 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   const rf_i32* table = page_table + (rf_i64)b * table_stride;
   const int tpp = page_size >> 4;                     // tiles per page
   const float neg_inf = rf_uint_as_float(0xff800000u);
+#if defined(RF_STAGED_TRACE)   // timing experiment only (docs/KV_CACHE.md): globaltimer marks
+  rf_u64 tr[4] = {0, 0, 0, 0}, tc[4] = {0, 0, 0, 0};   // globaltimer (ns), clock64 (cycles)
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[0]));
+  tc[0] = clock64();
+#endif
 
   // ---- this thread's chunks of a tile: chunk c = tid + 128 i (i < CPK) of the K slices
   // and the same chunk of the V slices: position p = c / NCH, 16-byte piece j = c % NCH;
@@ -1140,6 +1145,12 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     pg_next = T + 3 < t_hi ? table[pi_n] : 0;
     rf_cp_async_wait1();                // tile T has landed (T + 1 may still be in flight)
     rf_barrier();                       // ... for every thread; and buffer (st + 2) % 3 is free
+#if defined(RF_STAGED_TRACE)
+    if (T == t_lo) {
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[1]));
+      tc[1] = clock64();
+    }
+#endif
     issue(T + 2, st >= 1 ? st - 1 : 2, pg_use, tin_use);
     const rf_u32* kwds = &sm[st][0][0];
     const rf_u32* vwds = &sm[st][1][0];
@@ -1264,6 +1275,10 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     }
   }
 
+#if defined(RF_STAGED_TRACE)
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[2]));
+  tc[2] = clock64();
+#endif
   // ---- write this warp's partial results: heads 2 t4 + e (< group), values of unit g
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
@@ -1290,6 +1305,23 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       }
     }
   }
+#if defined(RF_STAGED_TRACE)   // overwrite the first 17 words of warp 0's first row
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[3]));
+  tc[3] = clock64();
+  __syncthreads();
+  if (tid == 0) {
+    rf_u32 smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    rf_u32* pt = (rf_u32*)(part_o + (((rf_i64)b * n_q_heads + hg * HW * group) * n_splits + split) * D);
+    for (int k = 0; k < 4; ++k) {
+      pt[2 * k] = (rf_u32)tr[k];
+      pt[2 * k + 1] = (rf_u32)(tr[k] >> 32);
+      pt[8 + 2 * k] = (rf_u32)tc[k];
+      pt[9 + 2 * k] = (rf_u32)(tc[k] >> 32);
+    }
+    pt[16] = smid;
+  }
+#endif
 }
 
 // Workgroups per multiprocessor the compiler must fit (caps registers at 65536 / (128 x N)).

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Where the time of one staged attention launch goes, per workgroup (an experiment).
+
+Needs a build of kernels/attention.hip with -DRF_STAGED_TRACE (not the default): each
+workgroup then overwrites the first 17 words of its warp 0's first partial row with
+globaltimer and clock64 marks at its start, when its first tile has landed, after its
+last tile and at its end, and its SM id.  The attention output of that build is wrong;
+only the marks are read.
+
+    bash .gpu_run/variant.sh /tmp/ktrace -DRF_STAGED_TRACE     # or build it by hand
+    ROCMFORGE_KERNEL_DIR=/tmp/ktrace python bench/trace_kv_attention.py --batch 1 --context 32768
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from rocmforge import device  # noqa: E402
+from rocmforge.kv import CacheConfig  # noqa: E402
+from rocmforge.ops import attention as attn_ops  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_kv_attention", ROOT / "bench" / "bench_kv_attention.py")
+bk = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bk)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--context", type=int, default=32768)
+    ap.add_argument("--dtype", default="mxfp6_e2m3")
+    ap.add_argument("--splits", type=int, default=0)
+    args = ap.parse_args(argv)
+    dev = device.get_device()
+    rng = np.random.default_rng(0)
+    hq, hk, d, page = bk.HQ, bk.HK, bk.D, bk.PAGE
+    cfg = CacheConfig(page, args.batch * args.context // page + 1, hk, d, 1, args.dtype)
+    st, table, lens = bk.fill_cache(dev, cfg, args.batch, args.context, rng)
+    q = dev.to_device(rng.standard_normal((args.batch, hq, d)).astype(np.float32))
+    body, n_splits, per = attn_ops.decode_plan(dev, args.dtype, d, hk, hq, page, args.context,
+                                               args.batch, n_splits=args.splits or None, body="staged")
+    ws = dev.alloc(attn_ops.workspace_bytes(args.batch, hq, d, n_splits))
+    for _ in range(5):
+        attn_ops.paged_decode_attention(q, st.k_pages[0], st.v_pages[0], table, lens, dtype=args.dtype,
+                                        num_kv_heads=hk, head_dim=d, page_size=page,
+                                        row_bytes=cfg.row_bytes, scale=d ** -0.5, max_len=args.context,
+                                        n_splits=n_splits, workspace=ws, body="staged")
+        dev.synchronize()
+    raw = ws.copy_to_host(np.empty(args.batch * hq * n_splits * d, np.uint32))
+    raw = raw.reshape(args.batch, hq, n_splits, d)
+    group = hq // hk
+    marks = []
+    for b in range(args.batch):
+        for hg in range(hk // 4):
+            for s in range(n_splits):
+                w = raw[b, hg * 4 * group, s, :17].astype(np.uint64)
+                t = w[0:8:2] | (w[1:8:2] << np.uint64(32))
+                c = w[8:16:2] | (w[9:16:2] << np.uint64(32))
+                marks.append((t.astype(np.int64), c.astype(np.int64), int(w[16])))
+    t = np.array([m[0] for m in marks], np.float64)
+    c = np.array([m[1] for m in marks], np.float64)
+    t0 = t[:, 0].min()
+    tiles = per
+    print(f"# {dev.name}: {args.dtype}, batch {args.batch} x {args.context}, {n_splits} splits of {per} "
+          f"tiles, {len(marks)} workgroups on {len(set(m[2] for m in marks))} SMs")
+    q_ = lambda x: "/".join(f"{np.percentile(x, p):.2f}" for p in (0, 50, 90, 100))  # noqa: E731
+    print(f"start offset us (min/median/p90/max): {q_((t[:, 0] - t0) / 1e3)}")
+    print(f"fill us (start -> first tile ready):   {q_((t[:, 1] - t[:, 0]) / 1e3)}")
+    print(f"loop us (first tile -> last done):     {q_((t[:, 2] - t[:, 1]) / 1e3)}")
+    print(f"per tile us (loop / (tiles - 1)):      {q_((t[:, 2] - t[:, 1]) / 1e3 / max(1, tiles - 1))}")
+    print(f"write-out us:                          {q_((t[:, 3] - t[:, 2]) / 1e3)}")
+    print(f"end offset us:                         {q_((t[:, 3] - t0) / 1e3)}")
+    print(f"fill cycles / loop cycles (median):    {np.median(c[:, 1] - c[:, 0]):.0f} / "
+          f"{np.median(c[:, 2] - c[:, 1]):.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
