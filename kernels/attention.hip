@@ -637,6 +637,15 @@ RF_DEVICE rf_u32 rf_bits_at(const rf_u32 (&w)[N], int off) {
   const int i = off >> 5, o = off & 31;
   return o == 0 ? w[i] : rf_funnel_r(w[i], i + 1 < N ? w[i + 1] : 0u, (rf_u32)o);
 }
+// Two codes at bits o and 16 + o of x -> float16x2 bits of value * 2^-(15 - bias).
+template <class F>
+RF_DEVICE rf_u32 rf_h16_from(rf_u32 x, int o) {
+  typedef rf_h16<F> H;
+  const int sh = H::P - o;
+  const rf_u32 r = sh >= 0 ? x << sh : x >> -sh;
+  constexpr rf_u32 MM = (((1u << (F::bits - 1)) - 1u) << H::P) * 0x10001u;
+  return (r & H::SMASK) * (1u << (15 - H::SB)) + (r & MM);
+}
 // Pair p (0..15) of the code stream that starts at byte `byte0` of w, as float16x2 bits of
 // value * 2^-(15 - bias).  FP4: byte p, i.e. values p (low nibble) and p + 16 (high).  FP6:
 // values 8 q + k and 8 q + k + 4 (q = p / 4, k = p % 4): one byte permute gathers the
@@ -650,10 +659,56 @@ RF_DEVICE rf_u32 rf_h16_pair_at(const rf_u32 (&w)[N], int byte0, int p) {
   const int base = byte0 + 6 * q + (k >> 1), o = base & 3;
   const rf_u32 x = rf_byte_perm(w[base >> 2], w[(base >> 2) + 1],
                                 (rf_u32)(o | (o + 1) << 4 | (o + 3) << 8 | (o + 4) << 12));
-  const int sh = H::P - (k == 0 ? 0 : k == 1 ? 6 : k == 2 ? 4 : 10);
-  const rf_u32 r = sh >= 0 ? x << sh : x >> -sh;
-  constexpr rf_u32 MM = (31u << H::P) * 0x10001u;
-  return (r & H::SMASK) * (1u << (15 - H::SB)) + (r & MM);
+  return rf_h16_from<F>(x, k == 0 ? 0 : k == 1 ? 6 : k == 2 ? 4 : 10);
+}
+// q of one lane: the 32 values of block t4 of its head (16-byte aligned), four vector loads.
+RF_DEVICE void rf_load_q32(const float* __restrict__ qg, float (&qv)[32]) {
+#pragma unroll
+  for (int k = 0; k < 32; k += 4) {
+    const rf_u32x4 x = *(const rf_u32x4*)(qg + k);
+    qv[k] = rf_uint_as_float(x.x);
+    qv[k + 1] = rf_uint_as_float(x.y);
+    qv[k + 2] = rf_uint_as_float(x.z);
+    qv[k + 3] = rf_uint_as_float(x.w);
+  }
+}
+// The float16 pairs of q in the K lanes' order (pair p: values kdim(p, 0), kdim(p, 1); mma
+// j takes pairs 2j, 2j + 1), scaled by 2^-qe so that max |q| of the head (its 4 lanes t4,
+// xor 1 and 2) lies in [1, 2) and float16's range never clips it; zero when !valid.
+// Returns 2^qe, the factor of the head's scores.
+template <class F>
+RF_DEVICE float rf_q_pairs_h16(const float (&qv)[32], bool valid, rf_u32 (&qa)[8][2]) {
+  typedef rf_h16<F> H;
+  float amax = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 32; ++k) amax = rf_fmaxf(amax, rf_fabsf(qv[k]));
+  amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
+  amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
+  const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
+  const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int p = 2 * j + e;
+      qa[j][e] = valid ? rf_pack_half2_rn(qv[H::kdim(p, 0)] * qs, qv[H::kdim(p, 1)] * qs) : 0u;
+    }
+  }
+  return rf_uint_as_float((rf_u32)eb << 23);
+}
+// A K lane's MX block: raw words with the block starting at bit sh of raw[0] -> wd, the
+// block's bytes from byte 0 (scale in byte 0, codes from byte 1); the position's reference
+// scale e_ref (the largest of its 4 blocks, lanes t4 xor 1, 2) is returned and fac is
+// 2^(e - e_ref + 15 - bias) in both float16 halves (rf_h16_pow2).
+template <class F, int N>
+RF_DEVICE int rf_k_block_h16(const rf_u32 (&raw)[N], rf_u32 sh, rf_u32 (&wd)[N], rf_u32& fac) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) wd[i] = rf_funnel_r(raw[i], i + 1 < N ? raw[i + 1] : 0u, sh);
+  const int eu = (int)(wd[0] & 0xffu);
+  int et = rf_max_i32(eu, (int)rf_shfl_xor_u32((rf_u32)eu, 1));
+  et = rf_max_i32(et, (int)rf_shfl_xor_u32((rf_u32)et, 2));
+  fac = rf_h16_pow2(rf_h16<F>::EBIAS + eu - et);
+  return et;
 }
 RF_DEVICE void rf_mma_f16(float (&c)[2], rf_u32 a0, rf_u32 a2, rf_u32 b0, rf_u32 b1) {
   float z2 = 0.0f, z3 = 0.0f;
@@ -699,26 +754,9 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
   rf_u32 qa[8][2];
   float qf;  // 2^qe: the score factor of row g
   {
-    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < G ? g : 0)) * D + 32 * t4;
-    float amax = 0.0f;
-    for (int k = 0; k < 32; k += 4) {
-      const rf_u32x4 x = *(const rf_u32x4*)(qg + k);  // q is 16-byte aligned
-      amax = rf_fmaxf(amax, rf_fmaxf(rf_fmaxf(rf_fabsf(rf_uint_as_float(x.x)), rf_fabsf(rf_uint_as_float(x.y))),
-                                     rf_fmaxf(rf_fabsf(rf_uint_as_float(x.z)), rf_fabsf(rf_uint_as_float(x.w)))));
-    }
-    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
-    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
-    const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
-    const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
-    qf = rf_uint_as_float((rf_u32)eb << 23);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int p = 2 * j + e;
-        qa[j][e] = g < G ? rf_pack_half2_rn(qg[H::kdim(p, 0)] * qs, qg[H::kdim(p, 1)] * qs) : 0u;
-      }
-    }
+    float qv[32];
+    rf_load_q32(q + ((rf_i64)b * n_q_heads + qh0 + (g < G ? g : 0)) * D + 32 * t4, qv);
+    qf = rf_q_pairs_h16<F>(qv, g < G, qa);
   }
   float o[16][2];
 #pragma unroll
@@ -781,13 +819,8 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
     float sc[2][2], sf[2][2];
 #pragma unroll
     for (int tt = 0; tt < 2; ++tt) {
-      rf_u32 w[NWO];  // the block's bytes: scale in byte 0, codes from byte 1
-#pragma unroll
-      for (int i = 0; i < NWO; ++i) w[i] = rf_funnel_r(kw[tt][i], i + 1 < NWO ? kw[tt][i + 1] : 0u, ksh[tt]);
-      const int eu = (int)(w[0] & 0xffu);
-      int et = rf_max_i32(eu, (int)rf_shfl_xor_u32((rf_u32)eu, 1));
-      et = rf_max_i32(et, (int)rf_shfl_xor_u32((rf_u32)et, 2));
-      const rf_u32 fac = rf_h16_pow2(H::EBIAS + eu - et);
+      rf_u32 w[NWO], fac;  // the block's bytes: scale in byte 0, codes from byte 1
+      const int et = rf_k_block_h16<F>(kw[tt], ksh[tt], w, fac);
       sc[tt][0] = sc[tt][1] = 0.0f;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
@@ -959,15 +992,6 @@ RF_DEVICE void rf_mma_f16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, r
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-// Two codes at bits o and 16 + o of x -> float16x2 bits of value * 2^-(15 - bias).
-template <class F>
-RF_DEVICE rf_u32 rf_h16_from(rf_u32 x, int o) {
-  typedef rf_h16<F> H;
-  const int sh = H::P - o;
-  const rf_u32 r = sh >= 0 ? x << sh : x >> -sh;
-  constexpr rf_u32 MM = (((1u << (F::bits - 1)) - 1u) << H::P) * 0x10001u;
-  return (r & H::SMASK) * (1u << (15 - H::SB)) + (r & MM);
-}
 // Value v (0..15, compile time after unrolling) of a V unit at two positions a, b: float16x2
 // (a low, b high).  w*[0..NC-1]: the unit's codes from bit 0 (FP6: values at bits 6 v; FP4:
 // value v in byte v % 8, low nibble for v < 8); FP6 also w*[NC], w*[NC + 1]: the words from
@@ -1087,17 +1111,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   const int pg0 = t_lo < t_hi ? table[pi_n] : 0;
   const int pg1 = t_lo + 1 < t_hi ? table[pi1] : 0;
   int pg_next = t_lo + 2 < t_hi ? table[pi2] : 0;
-  const bool gv = g < group;
-  const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (gv ? g : 0)) * D + 32 * t4;
   float qv[32];
-#pragma unroll
-  for (int k = 0; k < 32; k += 4) {
-    const rf_u32x4 x = *(const rf_u32x4*)(qg + k);
-    qv[k] = rf_uint_as_float(x.x);
-    qv[k + 1] = rf_uint_as_float(x.y);
-    qv[k + 2] = rf_uint_as_float(x.z);
-    qv[k + 3] = rf_uint_as_float(x.w);
-  }
+  rf_load_q32(q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 32 * t4, qv);
   issue(t_lo, 0, pg0, tin_n);
   issue(t_lo + 1, 1, pg1, tin1);
   pi_n = pi2;
@@ -1109,25 +1124,10 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   rf_u32 qb[8][2];
   float qfh[2];
   {
-    float amax = 0.0f;
-#pragma unroll
-    for (int k = 0; k < 32; ++k) amax = rf_fmaxf(amax, rf_fabsf(qv[k]));
-    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
-    amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
-    const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
-    const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
-    const float qf = rf_uint_as_float((rf_u32)eb << 23) * scale * (softcap > 0.0f ? 1.0f : RF_LOG2E);
+    const float qf = rf_q_pairs_h16<F>(qv, g < group, qb) * scale * (softcap > 0.0f ? 1.0f : RF_LOG2E);
 #pragma unroll
     for (int e = 0; e < 2; ++e)
       qfh[e] = __shfl_sync(0xffffffffu, qf, 4 * (2 * t4 + e));
-#pragma unroll
-    for (int m = 0; m < 8; ++m) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int p = 2 * m + e;
-        qb[m][e] = gv ? rf_pack_half2_rn(qv[H::kdim(p, 0)] * qs, qv[H::kdim(p, 1)] * qs) : 0u;
-      }
-    }
   }
   float o[8][4];   // O^T: values i, i + 8 of unit g x heads 2 t4, 2 t4 + 1
 #pragma unroll
@@ -1167,13 +1167,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       rf_u32 raw[NWO];
 #pragma unroll
       for (int i = 0; i < NWO; ++i) raw[i] = a[i];
-#pragma unroll
-      for (int i = 0; i < NWO; ++i) wd[tt][i] = rf_funnel_r(raw[i], i + 1 < NWO ? raw[i + 1] : 0u, sh);
-      const int eu = (int)(wd[tt][0] & 0xffu);
-      int et = rf_max_i32(eu, (int)rf_shfl_xor_u32((rf_u32)eu, 1));
-      et = rf_max_i32(et, (int)rf_shfl_xor_u32((rf_u32)et, 2));
-      fk[tt] = rf_h16_pow2(H::EBIAS + eu - et);
-      sfp[tt] = rf_e8m0_to_float((rf_u32)et);
+      sfp[tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
     }
     float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
@@ -1429,22 +1423,9 @@ RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, con
   sm_d[tid] = d;
   sm_x[tid] = x;
   rf_barrier();
-  if (tid < NV && e < head_dim) {
-    float M = m, dd = d, xx = x;   // lane 0's own triple (tid < NV: sl == 0)
-    for (int i = 1; i < NL; ++i) {
-      const float mi = sm_m[i * NV + tid];
-      if (mi == rf_uint_as_float(0xff800000u)) continue;
-      if (mi > M) {
-        const float f = rf_exp2f(M - mi);
-        dd *= f;
-        xx *= f;
-        M = mi;
-      }
-      const float w = rf_exp2f(mi - M);
-      dd = rf_fmaf(w, sm_d[i * NV + tid], dd);
-      xx = rf_fmaf(w, sm_x[i * NV + tid], xx);
-    }
-    out[row * head_dim + e] = xx / dd;
+  if (tid < NV && e < head_dim) {   // split lane 0 folds in the other lanes' triples
+    for (int i = 1; i < NL; ++i) rf_fold_split(m, d, x, sm_m[i * NV + tid], sm_d[i * NV + tid], sm_x[i * NV + tid]);
+    out[row * head_dim + e] = x / d;
   }
 }
 

@@ -283,12 +283,7 @@ def test_decode_attention_gpu_softcap_splits_and_groups(gpu, dtype):
         q = 4 * rng.standard_normal((len(sids), 2 * gqa, 128)).astype(np.float32)
         cpu = decode_attention(host, 0, sids, q, 0.1, window=300, softcap=5.0)
         for n_splits in (None, 1, 3, 40):
-            table, lens, hl = attn_ops_tables(dcache, sids)
-            out = attn_ops.paged_decode_attention(
-                gpu.to_device(q), dcache.storage.k_pages[0], dcache.storage.v_pages[0], table, lens,
-                dtype=dtype, num_kv_heads=2, head_dim=128, page_size=16,
-                row_bytes=dcache.config.row_bytes, scale=0.1, max_len=int(hl.max()), window=300,
-                softcap=5.0, n_splits=n_splits).copy_to_host()
+            out = capped_attention(gpu, dcache, sids, q, n_splits)
             np.testing.assert_allclose(out, cpu, rtol=0, atol=gpu_atol(dtype, 128) * 5,
                                        err_msg=f"gqa {gqa} n_splits {n_splits}")
     plain = attn_ops.decode_attention(dcache, 0, sids, q, 0.1, window=300).copy_to_host()
@@ -344,13 +339,8 @@ def test_staged_attention_softcap_and_forced_splits(gpu, dtype):
     host, dcache, sids = build(gpu, dtype, 16, 8, 128, rng)
     q = 4 * rng.standard_normal((len(sids), 32, 128)).astype(np.float32)
     cpu = decode_attention(host, 0, sids, q, 0.1, window=300, softcap=5.0)
-    table, lens, hl = attn_ops_tables(dcache, sids)
     for n_splits in (None, 1, 3, 40, 500):
-        out = attn_ops.paged_decode_attention(
-            gpu.to_device(q), dcache.storage.k_pages[0], dcache.storage.v_pages[0], table, lens,
-            dtype=dtype, num_kv_heads=8, head_dim=128, page_size=16,
-            row_bytes=dcache.config.row_bytes, scale=0.1, max_len=int(hl.max()), window=300,
-            softcap=5.0, n_splits=n_splits, body="staged").copy_to_host()
+        out = capped_attention(gpu, dcache, sids, q, n_splits, body="staged")
         np.testing.assert_allclose(out, cpu, rtol=0, atol=TC_ATOL * 5, err_msg=f"n_splits {n_splits}")
 
 
@@ -430,6 +420,18 @@ def test_decode_plan_and_staged_rules():
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1)[0] == "split"
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 4)[0] == "staged"
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4097, 1)[0] == "staged"
+
+
+def capped_attention(gpu, dcache, sids, q, n_splits, **kw):
+    """paged_decode_attention over layer 0 of a device cache with scale 0.1, window 300,
+    softcap 5 and ``n_splits`` forced (None: the plan); host float32 result."""
+    cfg = dcache.config
+    table, lens, hl = attn_ops_tables(dcache, sids)
+    return attn_ops.paged_decode_attention(
+        gpu.to_device(q), dcache.storage.k_pages[0], dcache.storage.v_pages[0], table, lens,
+        dtype=cfg.dtype, num_kv_heads=cfg.num_heads, head_dim=cfg.head_dim,
+        page_size=cfg.page_size, row_bytes=cfg.row_bytes, scale=0.1, max_len=int(hl.max()),
+        window=300, softcap=5.0, n_splits=n_splits, **kw).copy_to_host()
 
 
 def attn_ops_tables(dcache, sids):
