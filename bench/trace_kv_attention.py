@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """Where the time of one staged attention launch goes, per workgroup (an experiment).
 
-Needs a build of kernels/attention.hip with -DRF_STAGED_TRACE (not the default): each
-workgroup then overwrites the first 17 words of its warp 0's first partial row with
-globaltimer and clock64 marks at its start, when its first tile has landed, after its
-last tile and at its end, and its SM id.  The attention output of that build is wrong;
+Runs a build of kernels/attention.hip with -DRF_STAGED_TRACE (not the default; built
+here with nvcc by probe_kv_attention.build_variant, unless ROCMFORGE_KERNEL_DIR names one
+already): each workgroup then overwrites the first 17 words of its warp 0's first partial
+row with globaltimer and clock64 marks at its start, when its first tile has landed, after
+its last tile and at its end, and its SM id.  The attention output of that build is wrong;
 only the marks are read.
 
-    bash .gpu_run/variant.sh /tmp/ktrace -DRF_STAGED_TRACE     # or build it by hand
-    ROCMFORGE_KERNEL_DIR=/tmp/ktrace python bench/trace_kv_attention.py --batch 1 --context 32768
+    python bench/trace_kv_attention.py --batch 1 --context 32768
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 from rocmforge import device  # noqa: E402
 from rocmforge.kv import CacheConfig  # noqa: E402
 from rocmforge.ops import attention as attn_ops  # noqa: E402
@@ -37,7 +39,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="mxfp6_e2m3")
     ap.add_argument("--splits", type=int, default=0)
     args = ap.parse_args(argv)
+    if not device.gpu_available():
+        print("no GPU:", device.backend_status())
+        return 2
     dev = device.get_device()
+    if "ROCMFORGE_KERNEL_DIR" not in os.environ:
+        from probe_kv_attention import build_variant
+        os.environ["ROCMFORGE_KERNEL_DIR"] = str(build_variant(["RF_STAGED_TRACE"], dev.arch))
     rng = np.random.default_rng(0)
     hq, hk, d, page = bk.HQ, bk.HK, bk.D, bk.PAGE
     cfg = CacheConfig(page, args.batch * args.context // page + 1, hk, d, 1, args.dtype)

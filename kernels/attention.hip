@@ -1070,6 +1070,11 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   }
   const bool last_ok = tid + RF_STAGED_THREADS * (CPK - 1) < 16 * NCH;  // the last i has a chunk
   const rf_u32 sm_t = rf_smem_u32(&sm[0][0][0]) + 16u * (rf_u32)tid;
+#if defined(RF_STAGED_NOCOPY)   // timing experiment only (docs/KV_CACHE.md): the arithmetic alone
+  for (int i = tid; i < NST * 2 * BUFW; i += RF_STAGED_THREADS) (&sm[0][0][0])[i] = 0x01010101u;
+  rf_barrier();
+  auto issue = [&](int, int, int, int) { rf_cp_async_commit(); };
+#else
   auto issue = [&](int T, int st, int page, int tin) {
     if (T < t_hi) {
       const rf_i64 base = ((rf_i64)page * page_size + tin * 16) * row_bytes + (rf_i64)hg * SL;
@@ -1098,6 +1103,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     }
     rf_cp_async_commit();
   };
+#endif
 
   // ---- prologue: the first three tiles' page-table entries and q are read before any copy
   // is issued (the copies' asm is a memory barrier to the compiler, so a read placed after
@@ -1155,6 +1161,9 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     const rf_u32* kwds = &sm[st][0][0];
     const rf_u32* vwds = &sm[st][1][0];
     st = st == NST - 1 ? 0 : st + 1;
+#if defined(RF_STAGED_NOMATH)   // timing experiment only (docs/KV_CACHE.md): the copies alone
+    continue;
+#endif
 
     // S^T = K Q^T
     rf_u32 wd[2][NWO], fk[2];

@@ -53,3 +53,31 @@ def test_perplexity_tool(stories260k, shared_data):
             shared_data / "text" / "tinystories_sample.txt", "--stories", 200, "--n-tokens", 512)
     assert r.returncode == 0, r.stderr
     assert "ppl=4.027" in r.stdout
+
+
+def test_attention_probe_variant_build(tmp_path):
+    """bench/probe_kv_attention.build_variant (used by the probe and the trace tools):
+    a copy of the code objects whose attention cubin carries the -D flags, with its
+    manifest hash updated; without a GPU both tools exit 2 with a message."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import probe_kv_attention as probe
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_kernels
+    man_path = ROOT / "rocmforge" / "_kernels" / "manifest.json"
+    if build_kernels.find_nvcc() is None or not man_path.exists():
+        import pytest
+        pytest.skip("needs nvcc and the built code objects (python tools/build_kernels.py)")
+    import hashlib
+    out = probe.build_variant(["RF_STAGED_NOMATH"], "sm_90", tmp_path)
+    man = json.loads((out / "manifest.json").read_text())
+    ours = json.loads(man_path.read_text())
+    assert [o["file"] for o in man["objects"]] == [o["file"] for o in ours["objects"]]
+    for o, p in zip(man["objects"], ours["objects"]):
+        assert hashlib.sha256((out / o["file"]).read_bytes()).hexdigest() == o["sha256"]
+        assert (o["sha256"] != p["sha256"]) == (o["file"] == "attention.sm_90.cubin"), o["file"]
+    for tool in ("bench/probe_kv_attention.py", "bench/trace_kv_attention.py"):
+        r = run(tool, "--batch", "1")
+        if r.returncode != 2:      # a GPU is present: the tool ran
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.stdout.startswith("no GPU") and "Traceback" not in r.stderr
