@@ -99,6 +99,30 @@ def fill_cache(dev, cfg, batch, ctx, rng):
     return st, table, lens
 
 
+def attend(q, st, table, lens, cfg, ctx, n_splits, body, ws, out=None, stream=None):
+    """paged_decode_attention over layer 0 of storage ``st`` at this benchmark's shape."""
+    return attn_ops.paged_decode_attention(
+        q, st.k_pages[0], st.v_pages[0], table, lens, dtype=cfg.dtype, num_kv_heads=HK,
+        head_dim=D, page_size=PAGE, row_bytes=cfg.row_bytes, scale=D ** -0.5, max_len=ctx,
+        n_splits=n_splits, out=out, workspace=ws, stream=stream, body=body)
+
+
+def decode_case(dev, dtype, batch, ctx, n_splits=None, body="auto"):
+    """One filled cache and its attention call (probe_kv_attention.py, trace_kv_attention.py):
+    returns (run, body, n_splits, per, cfg, ws) with run(stream=None, out=None)."""
+    rng = np.random.default_rng(0)
+    cfg = CacheConfig(PAGE, batch * ctx // PAGE + 1, HK, D, 1, dtype)
+    st, table, lens = fill_cache(dev, cfg, batch, ctx, rng)
+    q = dev.to_device(rng.standard_normal((batch, HQ, D)).astype(np.float32))
+    body, n_splits, per = attn_ops.decode_plan(dev, dtype, D, HK, HQ, PAGE, ctx, batch,
+                                               n_splits=n_splits, body=body)
+    ws = dev.alloc(attn_ops.workspace_bytes(batch, HQ, D, n_splits))
+
+    def run(stream=None, out=None):
+        return attend(q, st, table, lens, cfg, ctx, n_splits, body, ws, out=out, stream=stream)
+    return run, body, n_splits, per, cfg, ws
+
+
 def torch_sdpa_ms(batch, ctx, iters, repeats):
     try:
         import torch
@@ -244,11 +268,8 @@ def main(argv=None) -> int:
                     ws = dev.alloc(attn_ops.workspace_bytes(batch, HQ, D, n_splits))
 
                     def run(stream):
-                        attn_ops.paged_decode_attention(
-                            q, st.k_pages[0], st.v_pages[0], table, lens, dtype=dt,
-                            num_kv_heads=HK, head_dim=D, page_size=PAGE, row_bytes=cfg.row_bytes,
-                            scale=D ** -0.5, max_len=ctx, n_splits=n_splits, out=out,
-                            workspace=ws, stream=stream, body=used)
+                        attend(q, st, table, lens, cfg, ctx, n_splits, used, ws, out=out,
+                               stream=stream)
                     ms = time_ms(dev, run, iters, args.repeats)
                     nbytes = 2 * batch * ctx * cfg.row_bytes
                     gbs = nbytes / ms / 1e6

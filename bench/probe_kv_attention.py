@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def build_variant(defines, target: str, out_dir: Path | None = None) -> Path:
@@ -63,14 +63,6 @@ def build_variant(defines, target: str, out_dir: Path | None = None) -> Path:
     return out
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_kv_attention",
-                                                  ROOT / "bench" / "bench_kv_attention.py")
-    bk = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bk)
-    return bk
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, nargs="*", default=[1, 16])
@@ -90,9 +82,8 @@ def main(argv=None) -> int:
     dev = device.get_device()
     if args.define:
         os.environ["ROCMFORGE_KERNEL_DIR"] = str(build_variant(args.define, dev.arch))
-    from rocmforge.kv import CacheConfig
+    import bench_kv_attention as bk
     from rocmforge.ops import attention as attn_ops
-    bk = _bench_module()
     if args.no_combine:
         real = attn_ops.get_kernel
 
@@ -108,25 +99,11 @@ def main(argv=None) -> int:
     print("| batch | kernel (splits) | us | KV GB/s | torch f16 SDPA us | ratio |")
     print("|---:|---|---:|---:|---:|---:|")
     for batch in args.batch:
-        rng = np.random.default_rng(0)
-        cfg = CacheConfig(bk.PAGE, batch * args.context // bk.PAGE + 1, bk.HK, bk.D, 1, args.dtype)
-        st, table, lens = bk.fill_cache(dev, cfg, batch, args.context, rng)
-        q = dev.to_device(rng.standard_normal((batch, bk.HQ, bk.D)).astype(np.float32))
+        run, body, n_splits, _, cfg, _ = bk.decode_case(dev, args.dtype, batch, args.context,
+                                                        args.splits or None, args.body)
         out = dev.empty((batch, bk.HQ, bk.D), np.float32)
-        body, n_splits, _ = attn_ops.decode_plan(dev, args.dtype, bk.D, bk.HK, bk.HQ, bk.PAGE,
-                                                 args.context, batch,
-                                                 n_splits=args.splits or None, body=args.body)
-        ws = dev.alloc(attn_ops.workspace_bytes(batch, bk.HQ, bk.D, n_splits))
-
-        def run(stream):
-            attn_ops.paged_decode_attention(
-                q, st.k_pages[0], st.v_pages[0], table, lens, dtype=args.dtype,
-                num_kv_heads=bk.HK, head_dim=bk.D, page_size=bk.PAGE, row_bytes=cfg.row_bytes,
-                scale=bk.D ** -0.5, max_len=args.context, n_splits=n_splits, out=out,
-                workspace=ws, stream=stream, body=body)
-
         iters = max(10, 30 * 4096 // max(4096, args.context))
-        ms = bk.time_ms(dev, run, iters, args.repeats)
+        ms = bk.time_ms(dev, lambda stream: run(stream, out), iters, args.repeats)
         t_torch = bk.torch_sdpa_ms(batch, args.context, iters, args.repeats)
         gbs = 2 * batch * args.context * cfg.row_bytes / ms / 1e6
         ratio = "-" if t_torch is None else f"{t_torch / ms:.2f}x"

@@ -13,7 +13,6 @@ only the marks are read.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -23,13 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+import bench_kv_attention as bk  # noqa: E402
 from rocmforge import device  # noqa: E402
-from rocmforge.kv import CacheConfig  # noqa: E402
-from rocmforge.ops import attention as attn_ops  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_kv_attention", ROOT / "bench" / "bench_kv_attention.py")
-bk = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bk)
 
 
 def main(argv=None) -> int:
@@ -46,19 +40,11 @@ def main(argv=None) -> int:
     if "ROCMFORGE_KERNEL_DIR" not in os.environ:
         from probe_kv_attention import build_variant
         os.environ["ROCMFORGE_KERNEL_DIR"] = str(build_variant(["RF_STAGED_TRACE"], dev.arch))
-    rng = np.random.default_rng(0)
-    hq, hk, d, page = bk.HQ, bk.HK, bk.D, bk.PAGE
-    cfg = CacheConfig(page, args.batch * args.context // page + 1, hk, d, 1, args.dtype)
-    st, table, lens = bk.fill_cache(dev, cfg, args.batch, args.context, rng)
-    q = dev.to_device(rng.standard_normal((args.batch, hq, d)).astype(np.float32))
-    body, n_splits, per = attn_ops.decode_plan(dev, args.dtype, d, hk, hq, page, args.context,
-                                               args.batch, n_splits=args.splits or None, body="staged")
-    ws = dev.alloc(attn_ops.workspace_bytes(args.batch, hq, d, n_splits))
+    hq, hk, d = bk.HQ, bk.HK, bk.D
+    run, body, n_splits, per, cfg, ws = bk.decode_case(dev, args.dtype, args.batch, args.context,
+                                                       args.splits or None, "staged")
     for _ in range(5):
-        attn_ops.paged_decode_attention(q, st.k_pages[0], st.v_pages[0], table, lens, dtype=args.dtype,
-                                        num_kv_heads=hk, head_dim=d, page_size=page,
-                                        row_bytes=cfg.row_bytes, scale=d ** -0.5, max_len=args.context,
-                                        n_splits=n_splits, workspace=ws, body="staged")
+        run()
         dev.synchronize()
     raw = ws.copy_to_host(np.empty(args.batch * hq * n_splits * d, np.uint32))
     raw = raw.reshape(args.batch, hq, n_splits, d)
