@@ -230,8 +230,8 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
             part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, group // g,
             page_size, shift, row_bytes, page_table.shape[1], n_splits, per, w, scale, cap,
             stream=stream)
-    nv = THREADS // (1 << min(4, n_splits.bit_length() - 1))   # values per combine workgroup
-    get_kernel(dev, "attn_combine").launch((batch * hq * (-(-d // nv)),), (THREADS,), out, part_o,
+    nv = min(d, 1024 >> min(5, n_splits.bit_length() - 1))   # values per combine workgroup
+    get_kernel(dev, "attn_combine").launch((batch * hq * (d // nv),), (THREADS,), out, part_o,
                                            part_ml, n_splits, d, stream=stream)
     return out
 
