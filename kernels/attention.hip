@@ -613,11 +613,15 @@ struct rf_h16 {
   static constexpr int SB = P + F::bits - 1;                      // where the sign bit lands
   static constexpr rf_u32 SMASK = (1u << SB) | (1u << (SB + 16));
   static constexpr rf_u32 SMUL = (1u << (15 - SB)) - 1u;          // s * SMUL: bit SB -> 15
-  static constexpr int EBIAS = 30 - F::bias;                      // half exponent of 2^(15-bias)
+  // half exponent of the factor that restores a decoded value: 2^(15 - bias) for the bit
+  // trick (FP6, FP4); 2^0 for E4M3, which the hardware converts exactly (rf_cvt_e4m3x2_h16)
+  static constexpr int EBIAS = F::bits == 8 ? 15 : 30 - F::bias;
   static constexpr int BB = F::block_bytes;
   static constexpr int NWO = (BB + 3) / 4;                        // words of one whole block
   // K lane: the two values (h = 0, 1) of pair j, as indices within the block
-  static RF_DEVICE int kdim(int j, int h) { return F::bits == 4 ? j + 16 * h : 8 * (j >> 2) + (j & 3) + 4 * h; }
+  static RF_DEVICE int kdim(int j, int h) {
+    return F::bits == 4 ? j + 16 * h : F::bits == 8 ? 2 * j + h : 8 * (j >> 2) + (j & 3) + 4 * h;
+  }
 };
 
 // Two codes (bits 0.. and F::bits.. of y) -> float16x2 bits of value * 2^-(15 - bias).
@@ -651,10 +655,14 @@ RF_DEVICE rf_u32 rf_h16_from(rf_u32 x, int o) {
 // values 8 q + k and 8 q + k + 4 (q = p / 4, k = p % 4): one byte permute gathers the
 // 6-byte group's bytes so that both codes sit 16 bits apart at bit s (s = 0, 6, 4, 10),
 // then one shift, two ands and a multiply-add put magnitude and sign in place.
+// E4M3 (sm_89+): values 2 p and 2 p + 1, converted by the hardware (exact, NaN kept).
 template <class F, int N>
 RF_DEVICE rf_u32 rf_h16_pair_at(const rf_u32 (&w)[N], int byte0, int p) {
   typedef rf_h16<F> H;
   if (F::bits == 4) return rf_h16_pair<F>(rf_bits_at(w, 8 * (byte0 + p)));
+#if defined(RF_HAVE_FP8_CVT)
+  if (F::bits == 8) return rf_cvt_e4m3x2_h16(rf_bits_at(w, 8 * (byte0 + 2 * p)) & 0xffffu);
+#endif
   const int q = p >> 2, k = p & 3;
   const int base = byte0 + 6 * q + (k >> 1), o = base & 3;
   const rf_u32 x = rf_byte_perm(w[base >> 2], w[(base >> 2) + 1],
@@ -971,6 +979,9 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 // The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4 pages at head_dim
 // 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0 on NVIDIA sm_80+.
 #define RF_STAGED_THREADS 128
+// The tile buffers, NST x (K, V) x BUFW words, in dynamic shared memory (MXFP8 needs 50.8 KB,
+// above the 48 KB of a static array): the launcher passes staged_shared_bytes(dtype).
+extern __shared__ __align__(16) rf_u32 rf_staged_smem[];
 RF_DEVICE rf_u32 rf_smem_u32(const void* p) { return (rf_u32)__cvta_generic_to_shared(p); }
 // RF_CP_ASYNC_L2: optional L2 prefetch size hint of the page copies (".L2::128B" / ".L2::256B")
 #ifndef RF_CP_ASYNC_L2
@@ -998,10 +1009,14 @@ RF_DEVICE void rf_mma_f16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, r
 }
 // Value v (0..15, compile time after unrolling) of a V unit at two positions a, b: float16x2
 // (a low, b high).  w*[0..NC-1]: the unit's codes from bit 0 (FP6: values at bits 6 v; FP4:
-// value v in byte v % 8, low nibble for v < 8); FP6 also w*[NC], w*[NC + 1]: the words from
-// bytes 2 and 6, for the two codes whose 2-byte window crosses a word.
+// value v in byte v % 8, low nibble for v < 8; E4M3: byte v); FP6 also w*[NC], w*[NC + 1]:
+// the words from bytes 2 and 6, for the two codes whose 2-byte window crosses a word.
 template <class F, int NC>
 RF_DEVICE rf_u32 rf_h16_cross(const rf_u32 (&wa)[NC + 2], const rf_u32 (&wb)[NC + 2], int v) {
+#if defined(RF_HAVE_FP8_CVT)
+  if (F::bits == 8)   // E4M3: byte v of both positions, converted by the hardware
+    return rf_cvt_e4m3x2_h16(__byte_perm(wa[v >> 2], wb[v >> 2], (rf_u32)((v & 3) | ((v & 3) + 4) << 4)));
+#endif
   int bk = F::bits == 6 ? (6 * v) >> 3 : (v & 7);
   int o = F::bits == 6 ? (6 * v) & 7 : (v >> 3) * 4;
   int wi = bk >> 2, b = bk & 3;
@@ -1037,7 +1052,13 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   constexpr int NWO = H::NWO;                         // words of a whole K block
   constexpr int NC = K::CB / 4;                       // code words of a V unit
   constexpr float MARGIN = 8.0f;                      // p <= 2^8 before M moves
-  __shared__ __align__(16) rf_u32 sm[NST][2][BUFW];
+  rf_u32 (*const sm)[2][BUFW] = reinterpret_cast<rf_u32 (*)[2][BUFW]>(rf_staged_smem);  // [NST]
+#if !defined(RF_HAVE_FP8_CVT)
+  if (F::bits == 8) {   // E4M3 needs the sm_89+ conversion; the launcher never runs this
+    __trap();
+    return;
+  }
+#endif
 
   const int tid = (int)rf_thread_idx_x();
   const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t4 = lane & 3;
@@ -1306,7 +1327,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   rf_cp_async_wait_all();
   rf_barrier();                         // every warp is done with the tiles
   float* so = (float*)&sm[0][0][0] + w * 8 * D;
-  static_assert(HW * 8 * D * 4 <= (int)sizeof(sm), "the staging rows fit the tile buffers");
+  static_assert(HW * 8 * D * 4 <= NST * 2 * BUFW * 4, "the staging rows fit the tile buffers");
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
     const int h = 2 * t4 + e;
@@ -1373,6 +1394,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
 RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
 RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4)
+RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3)
 
 #endif
 

@@ -96,6 +96,12 @@ RF_DEVICE rf_u32 rf_cvt_e5m2x2_satfinite(float lo, float hi) {
   asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
   return r;
 }
+// Two E4M3 codes (bits 0-15) -> float16x2 bits (exact; NaN stays NaN).
+RF_DEVICE rf_u32 rf_cvt_e4m3x2_h16(rf_u32 codes) {
+  rf_u32 h2;
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"((unsigned short)codes));
+  return h2;
+}
 RF_DEVICE void rf_cvt_e4m3x2_to_float2(rf_u32 codes, float& lo, float& hi) {
   rf_u32 h2;
   asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"((unsigned short)codes));

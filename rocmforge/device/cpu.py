@@ -110,6 +110,9 @@ class Backend:
     def module_function(self, mod, name):
         self._unsupported(f"module_function({name})")
 
+    def func_set_max_shared(self, fn, nbytes, what):
+        self._unsupported(f"func_set_max_shared({what})")
+
     def launch(self, fn, grid, block, shared, stream, params, what):
         self._unsupported(f"launch({what})")
 

@@ -141,6 +141,11 @@ class Backend:
     def module_function(self, mod, name: str):
         return _check(cu.cuModuleGetFunction(mod, name.encode()), f"cuModuleGetFunction({name})")
 
+    def func_set_max_shared(self, fn, nbytes: int, what: str):
+        attr = cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        _check(cu.cuFuncSetAttribute(fn, attr, int(nbytes)),
+               f"cuFuncSetAttribute({what}, max dynamic shared memory = {nbytes} bytes)")
+
     def launch(self, fn, grid, block, shared: int, stream, params, what: str):
         # params: a ctypes (c_void_p * n) array of argument addresses (kernelParams).
         _check(cu.cuLaunchKernel(fn, *grid, *block, shared, stream if stream is not None else 0,

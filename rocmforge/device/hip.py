@@ -128,6 +128,13 @@ class Backend:
     def module_function(self, mod, name: str):
         return _check(hip.hipModuleGetFunction(mod, name.encode()), f"hipModuleGetFunction({name})")
 
+    def func_set_max_shared(self, fn, nbytes: int, what: str):
+        # An AMD workgroup may take up to 64 KiB of LDS without an attribute; no kernel of
+        # ours asks for more there (the staged attention kernels are NVIDIA-only).
+        if nbytes > 65536:
+            raise DeviceError("hipErrorInvalidValue", f"{what}: {nbytes} bytes of dynamic LDS",
+                              "more than 64 KiB is not supported on AMD targets")
+
     def launch(self, fn, grid, block, shared, stream, params, what):
         # params: a ctypes (c_void_p * n) array of argument addresses (kernelParams).
         _check(hip.hipModuleLaunchKernel(fn, *grid, *block, shared,

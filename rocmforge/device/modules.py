@@ -131,6 +131,14 @@ class Kernel:
 
     def __init__(self, module: "Module", name: str, handle, signature):
         self.module, self.name, self.handle, self.signature = module, name, handle, tuple(signature)
+        self._max_shared = 48 * 1024   # dynamic shared memory a launch may take without asking
+
+    def allow_shared(self, nbytes: int):
+        """Let launches of this kernel take ``nbytes`` of dynamic shared memory (NVIDIA needs
+        an opt-in above 48 KiB); a driver call once per kernel and size."""
+        if nbytes > self._max_shared:
+            self.module.device.backend.func_set_max_shared(self.handle, nbytes, self.name)
+            self._max_shared = nbytes
 
     def launch(self, grid, block, *args, stream=None, shared: int = 0):
         grid = tuple(grid) + (1,) * (3 - len(tuple(grid)))

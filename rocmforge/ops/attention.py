@@ -22,10 +22,12 @@ from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_TH
                       get_kernel)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
-           "decode_plan", "split_plan", "staged_plan", "staged_unsupported", "workspace_bytes"]
+           "decode_plan", "split_plan", "staged_plan", "staged_shared_bytes", "staged_unsupported",
+           "workspace_bytes"]
 
 STAGED_HEADS = 4        # KV heads per staged workgroup (one warp each)
 STAGED_TILE = 16        # positions per staged step
+STAGED_STAGES = 3       # tile buffers of a staged workgroup (NST in kernels/attention.hip)
 STAGED_TARGET = 2       # staged workgroups per multiprocessor the split plan aims at
 STAGED_MIN_LEN = 1025   # "auto": the staged kernel from this many attended positions,
 STAGED_FEW_LEN = 4096   # ... and up to this many only with at least
@@ -119,6 +121,8 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
         return f"needs an NVIDIA GPU of sm_80 or newer (device {device.info.arch})"
     if dt.value not in STAGED_DTYPE_NAMES:
         return f"has no {dt.name} body (only {', '.join(STAGED_DTYPE_NAMES)})"
+    if dt is KvCacheDtype.MXFP8_E4M3 and int(device.info.arch[3:]) < 89:
+        return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {device.info.arch})"
     if head_dim != 128:
         return f"needs head_dim 128, not {head_dim}"
     if num_kv_heads % STAGED_HEADS:
@@ -128,6 +132,13 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
     if page_size % STAGED_TILE:
         return f"needs page_size a multiple of {STAGED_TILE}, not {page_size}"
     return None
+
+
+def staged_shared_bytes(dtype) -> int:
+    """Dynamic shared memory of a staged workgroup: STAGED_STAGES tiles of K and V, 16
+    positions x 4 KV heads x 128 values each, plus 16 bytes of read slack (MXFP6: 38.5 KB,
+    MXFP4: 26.2 KB, MXFP8_E4M3: 50.8 KB)."""
+    return STAGED_STAGES * 2 * (16 * KvCacheDtype.parse(dtype).row_bytes(STAGED_HEADS * 128) + 16)
 
 
 def staged_plan(max_tiles: int, units: int, n_sms: int):
@@ -217,10 +228,13 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         check_aligned(v_pages, "decode attention: v_pages")
         if row_bytes % 16:
             raise ValueError(f"the staged attention kernel needs row_bytes % 16 == 0, got {row_bytes}")
-        get_kernel(dev, f"attn_staged_{dtype.value}_d{d}").launch(
-            (batch * num_kv_heads // STAGED_HEADS * n_splits,), (STAGED_THREADS,), part_o, part_ml,
-            q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, page_size, row_bytes,
-            page_table.shape[1], n_splits, per, w, scale, cap, stream=stream)
+        kern = get_kernel(dev, f"attn_staged_{dtype.value}_d{d}")
+        smem = staged_shared_bytes(dtype)
+        kern.allow_shared(smem)
+        kern.launch((batch * num_kv_heads // STAGED_HEADS * n_splits,), (STAGED_THREADS,), part_o,
+                    part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, page_size,
+                    row_bytes, page_table.shape[1], n_splits, per, w, scale, cap, stream=stream,
+                    shared=smem)
     else:
         group = hq // num_kv_heads
         g = max(x for x in ATTN_GROUPS if group % x == 0)

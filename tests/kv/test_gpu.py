@@ -290,7 +290,7 @@ def test_decode_attention_gpu_softcap_splits_and_groups(gpu, dtype):
     assert np.abs(plain - cpu).max() > 1e-3           # the cap changes the answer
 
 
-STAGED = [KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP6_E3M2, KvCacheDtype.MXFP4]
+STAGED = [KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP6_E3M2, KvCacheDtype.MXFP4, KvCacheDtype.MXFP8_E4M3]
 
 
 def _need_staged(dev, dtype, hk, gqa, page_size):
@@ -389,7 +389,17 @@ def test_decode_plan_and_staged_rules():
         kind, info = "cuda", FakeInfo
 
     assert attn_ops.staged_unsupported(Fake, "mxfp6_e2m3", 128, 8, 4, 16) is None
-    for args, word in (((Fake, "mxfp8_e4m3", 128, 8, 4, 16), "MXFP8"),
+    class FakeInfo86(FakeInfo):
+        arch = "sm_86"
+
+    class Fake86:
+        kind, info = "cuda", FakeInfo86
+
+    assert attn_ops.staged_unsupported(Fake, "mxfp8_e4m3", 128, 8, 4, 16) is None
+    assert attn_ops.staged_unsupported(Fake86, "mxfp6_e2m3", 128, 8, 4, 16) is None
+    assert attn_ops.staged_shared_bytes("mxfp6_e2m3") == 3 * 2 * (16 * 400 + 16)
+    assert attn_ops.staged_shared_bytes("mxfp8_e4m3") == 3 * 2 * (16 * 528 + 16) > 48 * 1024
+    for args, word in (((Fake86, "mxfp8_e4m3", 128, 8, 4, 16), "sm_89"),
                        ((Fake, "f16", 128, 8, 4, 16), "F16"),
                        ((Fake, "mxfp4", 64, 8, 4, 16), "head_dim"),
                        ((Fake, "mxfp4", 128, 2, 4, 16), "KV heads"),

@@ -213,7 +213,7 @@ def test_gemma_shaped_paged_kv_decode_gpu_vs_cpu(tmp_path, gpu_kind, kv):
 
 
 @gpu
-@pytest.mark.parametrize("kv", ["mxfp6_e2m3", "mxfp4"])
+@pytest.mark.parametrize("kv", ["mxfp6_e2m3", "mxfp4", "mxfp8_e4m3"])
 def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv):
     """A Gemma-shaped model with 8 query heads, 4 KV heads of head_dim 128 and n_ctx 4100:
     its global layer (layer 5) decodes through the staged MX attention kernel on NVIDIA
