@@ -25,10 +25,10 @@
 // partial (acc relative to M, M, L) for each of its G heads.
 // On NVIDIA sm_80+ the MX kernels at head_dim 128 use tensor-core bodies instead (same
 // entry points, work split and partial results): float16 mma for MXFP6/MXFP4, TF32 mma for
-// MXFP8 (below).  NVIDIA sm_80+ also has a staged kernel for MXFP6/MXFP4 at head_dim 128
-// (attn_staged_*, below: a workgroup per 4 KV heads, pages copied to shared memory with
-// cp.async), with the same partial results.
-// Kernel 2, attn_combine: one workgroup per (sequence, query head, 256 / NL values) merges the
+// MXFP8 (below).  NVIDIA sm_80+ also has a staged kernel for MXFP6/MXFP4 (and MXFP8_E4M3 on
+// sm_89+) at head_dim 128 (attn_staged_*, below: a workgroup per 4 KV heads, pages copied
+// to shared memory with cp.async), with the same partial results.
+// Kernel 2, attn_combine: one workgroup per (sequence, query head, NV values) merges the
 // splits: out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
 // (scores times log2 e).
 //
@@ -51,7 +51,8 @@
 //                const float* part_ml,  // (n_rows, n_splits, 2)
 //                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * head_dim / NV,
 //                NV = min(head_dim, 1024 / (largest power of two <= min(n_splits, 32)))
-//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4>_d128(  NVIDIA sm_80+ only; 128 threads;
+//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3>_d128(  NVIDIA sm_80+ only (MXFP8:
+//       sm_89+); 128 threads; dynamic shared memory: staged_shared_bytes(dtype) (Python);
 //       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
 //       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // n_kv_heads % 4 == 0, group <= 8   n_splits *
 //       rf_i32 page_size, rf_i32 row_bytes,           // both multiples of 16              n_kv_heads / 4
@@ -976,8 +977,13 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 //   gathers a value's code from two positions so that one shift-and-mask step gives the
 //   float16 pair (rf_h16_cross); the V scale relative to a running warp maximum is one
 //   float16 multiply per pair).  O^T C: values i, i + 8 of unit g x heads 2 t4, 2 t4 + 1.
-// The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4 pages at head_dim
-// 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0 on NVIDIA sm_80+.
+// * MXFP8_E4M3 (sm_89+): K pairs are adjacent values (2 p, 2 p + 1) and a V pair is one
+//   value at two positions; cvt.rn.f16x2.e4m3x2 makes the float16 pair (exact, NaN kept),
+//   so the scale factors are 2^(e - e_ref) (EBIAS 15).
+// * The partial results leave through shared memory as coalesced 16-byte stores.
+// The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4 (MXFP8_E4M3 on
+// sm_89+) pages at head_dim 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0
+// on NVIDIA sm_80+.
 #define RF_STAGED_THREADS 128
 // The tile buffers, NST x (K, V) x BUFW words, in dynamic shared memory (MXFP8 needs 50.8 KB,
 // above the 48 KB of a static array): the launcher passes staged_shared_bytes(dtype).
