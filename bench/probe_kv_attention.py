@@ -6,6 +6,7 @@ variant build of kernels/attention.hip, beside PyTorch's float16 SDPA in the sam
 
     --define RF_STAGED_NOMATH    the page copies alone (no arithmetic; wrong output)
     --define RF_STAGED_NOCOPY    the arithmetic alone on constant tiles (wrong output)
+    --define RF_STAGED_NOEPI     no partial results written (wrong output)
     --no-combine                 skip the split-merge kernel (attn_combine; wrong output)
 
 A variant is built with nvcc into a temporary copy of the package's code objects (only

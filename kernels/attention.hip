@@ -1438,8 +1438,8 @@ RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ par
 // two <= min(n_splits, 32) and NV = min(head_dim, 1024 / NL), so that hundreds of splits (a
 // single long sequence spread over every multiprocessor) merge in parallel.  Two passes
 // over the splits: their largest M, then the weighted sums with 16-byte loads; the NL lanes'
-// sums add up through LDS.  (The previous one-pass fold, running maxima rescaled per split,
-// took about 1 us more at batch 1 x 32k x 128 splits on an H100.)
+// sums add up through LDS.  (The previous one-pass fold, running maxima rescaled per split:
+// attention + combine 31.5-32.0 us against 31.2 at batch 1 x 32k x 128 splits, H100.)
 RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, const float* __restrict__ part_o,
                                                     const float* __restrict__ part_ml, rf_i32 n_splits,
                                                     rf_i32 head_dim) {
