@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -44,11 +43,10 @@ def build(arch: str) -> bytes:
         raise SystemExit("copy_floor_kv needs nvcc (set ROCMFORGE_NVCC)")
     with tempfile.TemporaryDirectory() as tmp:
         obj = Path(tmp) / "floor.cubin"
-        cmd = [str(nvcc), "-cubin", f"-arch={arch}", "-O3", "-std=c++17", "-o", str(obj),
-               str(ROOT / "bench" / "copy_floor_kv.cu")]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise SystemExit(f"build failed: {' '.join(cmd)}\n{res.stderr}")
+        err = build_kernels._compile(build_kernels.nvidia_command(
+            nvcc, ROOT / "bench" / "copy_floor_kv.cu", arch, obj), obj)
+        if err:
+            raise SystemExit(f"build {err}")
         return obj.read_bytes()
 
 

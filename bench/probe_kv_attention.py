@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,9 +52,9 @@ def build_variant(defines, target: str, out_dir: Path | None = None) -> Path:
     obj = out / f"attention.{target}.cubin"
     cmd = build_kernels.nvidia_command(nvcc, ROOT / "kernels" / "attention.hip", target, obj)
     cmd[1:1] = [f"-D{d}" for d in defines]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if res.returncode != 0:
-        raise SystemExit(f"variant build failed: {' '.join(cmd)}\n{res.stderr}")
+    err = build_kernels._compile(cmd, obj)
+    if err:
+        raise SystemExit(f"variant build {err}")
     man = json.loads((out / "manifest.json").read_text())
     for o in man["objects"]:
         if o["file"] == obj.name:
