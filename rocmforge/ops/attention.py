@@ -117,12 +117,14 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
                        page_size: int):
     """Why the staged kernel (attn_staged_*) cannot run this shape, or None when it can."""
     dt = KvCacheDtype.parse(dtype)
-    if device.kind != "cuda" or not device.info.arch.startswith("sm_") or int(device.info.arch[3:]) < 80:
-        return f"needs an NVIDIA GPU of sm_80 or newer (device {device.info.arch})"
+    arch = device.info.arch
+    sm = int(arch[3:]) if device.kind == "cuda" and arch.startswith("sm_") else 0
+    if sm < 80:
+        return f"needs an NVIDIA GPU of sm_80 or newer (device {arch})"
     if dt.value not in STAGED_DTYPE_NAMES:
         return f"has no {dt.name} body (only {', '.join(STAGED_DTYPE_NAMES)})"
-    if dt is KvCacheDtype.MXFP8_E4M3 and int(device.info.arch[3:]) < 89:
-        return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {device.info.arch})"
+    if dt is KvCacheDtype.MXFP8_E4M3 and sm < 89:
+        return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {arch})"
     if head_dim != 128:
         return f"needs head_dim 128, not {head_dim}"
     if num_kv_heads % STAGED_HEADS:
