@@ -58,8 +58,8 @@ def test_perplexity_tool(stories260k, shared_data):
 def test_attention_probe_variant_build(tmp_path):
     """bench/probe_kv_attention.build_variant (used by the probe and the trace tools):
     a copy of the code objects whose attention cubin carries the -D flags, with its
-    manifest hash updated; bench/copy_floor_kv.cu builds; without a GPU the three tools
-    exit 2 with a message."""
+    manifest hash updated; bench/copy_floor_kv.cu builds; without a GPU the probe, trace,
+    copy-floor and sustained-load tools exit 2 with a message."""
     sys.path.insert(0, str(ROOT / "bench"))
     import probe_kv_attention as probe
     sys.path.insert(0, str(ROOT / "tools"))
@@ -79,7 +79,8 @@ def test_attention_probe_variant_build(tmp_path):
     import copy_floor_kv
     for arch in ("sm_80", "sm_90"):      # the copy-floor kernels build for both (bulk: sm_90 only)
         assert copy_floor_kv.build(arch)[:4] == b"\x7fELF"
-    for tool in ("bench/probe_kv_attention.py", "bench/trace_kv_attention.py", "bench/copy_floor_kv.py"):
+    for tool in ("bench/probe_kv_attention.py", "bench/trace_kv_attention.py", "bench/copy_floor_kv.py",
+                 "bench/sustained_kv_attention.py"):
         r = run(tool, "--batch", "1")
         if r.returncode != 2:      # a GPU is present: the tool ran
             assert r.returncode == 0, r.stderr
