@@ -1,6 +1,7 @@
 """Device, streams, events and graphs over one backend (hip, cuda or cpu)."""
 from __future__ import annotations
 
+import gc
 import threading
 import weakref
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ class Graph:
             kernel.launch(grid, block, out, x, n, stream=stream)
         g.replay()                    # launches the whole captured sequence again
     Kernel arguments are copied into the graph at capture; buffers must stay alive.
+    Python's cyclic garbage collector is paused while capturing: a finalizer that frees
+    device memory (cuMemFree) inside a capture would invalidate it.
     """
 
     def __init__(self, device, stream: Stream):
@@ -85,11 +88,22 @@ class Graph:
     def __enter__(self):
         if self._graph is not None:
             raise DeviceError("rocmforgeErrorInvalidValue", "graph capture", "already captured")
-        self.device.backend.capture_begin(self.stream.handle)
+        self._gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self.device.backend.capture_begin(self.stream.handle)
+        except BaseException:
+            if self._gc_was_enabled:
+                gc.enable()
+            raise
         return self
 
     def __exit__(self, exc_type, *exc):
-        graph = self.device.backend.capture_end(self.stream.handle)
+        try:
+            graph = self.device.backend.capture_end(self.stream.handle)
+        finally:
+            if self._gc_was_enabled:
+                gc.enable()
         if exc_type is not None:
             self.device.backend.graph_destroy(graph)
             return False

@@ -110,6 +110,28 @@ def test_graph_capture_and_replay(gpu, same_bits):
         same_bits(y.copy_to_host(), want, "graph replay")
 
 
+def test_capture_pauses_the_cyclic_garbage_collector(gpu):
+    """A cycle holding a device buffer, collected inside a capture, would free device memory
+    there (cuMemFree invalidates the capture): the collector is paused while capturing and
+    restored after, also when the capture fails."""
+    import gc
+    s = gpu.stream()
+    assert gc.isenabled()
+    buf = gpu.empty((16,), np.float32)
+    g = gpu.graph(s)
+    with g:
+        assert not gc.isenabled()
+        buf.memset(0, stream=s)
+    g.keep_alive(buf)
+    assert gc.isenabled()
+    g.replay()
+    s.synchronize()
+    with pytest.raises(RuntimeError, match="inside"):
+        with gpu.graph(s):
+            raise RuntimeError("inside the capture")
+    assert gc.isenabled()
+
+
 def test_default_stream_cannot_be_captured(gpu):
     with pytest.raises(DeviceError, match="default stream"):
         gpu.graph(gpu.default_stream)
