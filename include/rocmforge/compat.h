@@ -103,8 +103,7 @@ RF_DEVICE rf_u32 rf_cvt_e4m3x2_h16(rf_u32 codes) {
   return h2;
 }
 RF_DEVICE void rf_cvt_e4m3x2_to_float2(rf_u32 codes, float& lo, float& hi) {
-  rf_u32 h2;
-  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"((unsigned short)codes));
+  const rf_u32 h2 = rf_cvt_e4m3x2_h16(codes);
   lo = rf_half_bits_to_float((rf_u16)(h2 & 0xffffu));
   hi = rf_half_bits_to_float((rf_u16)(h2 >> 16));
 }
