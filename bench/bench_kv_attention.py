@@ -128,7 +128,11 @@ def decode_case(dev, dtype, batch, ctx, n_splits=None, body="auto"):
     return run, body, n_splits, per, cfg, ws
 
 
-def torch_sdpa_ms(batch, ctx, iters, repeats):
+def torch_sdpa_graph(batch, ctx, calls):
+    """The peer: PyTorch's float16 scaled_dot_product_attention (GQA) on a dense cache of
+    this benchmark's shape, ``calls`` calls captured in one torch.cuda.CUDAGraph after a
+    warm-up on a side stream.  Returns (graph, tensors): keep the tensors while replaying;
+    None without torch or CUDA (also used by sustained_kv_attention.py)."""
     try:
         import torch
         import torch.nn.functional as F
@@ -150,8 +154,17 @@ def torch_sdpa_ms(batch, ctx, iters, repeats):
     torch.cuda.current_stream().wait_stream(st)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(iters):
+        for _ in range(calls):
             run()
+    return graph, (q, k, v)
+
+
+def torch_sdpa_ms(batch, ctx, iters, repeats):
+    peer = torch_sdpa_graph(batch, ctx, iters)
+    if peer is None:
+        return None
+    import torch
+    graph, tensors = peer
     torch.cuda.synchronize()
     best = float("inf")
     for _ in range(repeats):
@@ -162,7 +175,7 @@ def torch_sdpa_ms(batch, ctx, iters, repeats):
         b.record()
         b.synchronize()
         best = min(best, a.elapsed_time(b) / iters)
-    del q, k, v
+    del graph, tensors
     torch.cuda.empty_cache()
     return best
 

@@ -96,29 +96,14 @@ def ours(dev, dtype, batch, ctx, seconds, calls):
 
 
 def torch_peer(batch, ctx, seconds, calls):
-    try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
     import bench_kv_attention as bk
-    q = torch.randn(batch, bk.HQ, 1, bk.D, device="cuda", dtype=torch.float16)
-    k = torch.randn(batch, bk.HK, ctx, bk.D, device="cuda", dtype=torch.float16)
-    v = torch.randn(batch, bk.HK, ctx, bk.D, device="cuda", dtype=torch.float16)
-    st = torch.cuda.Stream()
-    st.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(st):
-        for _ in range(3):
-            F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-    torch.cuda.current_stream().wait_stream(st)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    peer = bk.torch_sdpa_graph(batch, ctx, calls)
+    if peer is None:
+        return None
+    import torch
+    graph, tensors = peer
     r = sustain(graph.replay, torch.cuda.synchronize, seconds, calls)
-    del q, k, v, graph
+    del graph, tensors
     torch.cuda.empty_cache()
     return r
 
