@@ -1140,14 +1140,27 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // is issued (the copies' asm is a memory barrier to the compiler, so a read placed after
   // one would wait for it); then tiles t_lo and t_lo + 1 go in flight before q is used.
   // (pi_n, tin_n): page index and tile-in-page of the next tile to issue, advanced per step.
-  int pi_n = t_lo / tpp, tin_n = t_lo - pi_n * tpp;
-  int pi1 = pi_n, tin1 = tin_n + 1;
-  if (tin1 == tpp) { tin1 = 0; ++pi1; }
-  int pi2 = pi1, tin2 = tin1 + 1;
-  if (tin2 == tpp) { tin2 = 0; ++pi2; }
-  const int pg0 = t_lo < t_hi ? table[pi_n] : 0;
-  const int pg1 = t_lo + 1 < t_hi ? table[pi1] : 0;
-  int pg_next = t_lo + 2 < t_hi ? table[pi2] : 0;
+  // Without a window t_lo does not depend on len: the entries are then read at indexes
+  // clamped into the table's row, unconditionally (an entry past the sequence is padding and
+  // never used: issue() checks T < t_hi), so these loads leave together with the seq_lens
+  // load instead of waiting for it.
+  int pi_n, tin_n, pi1, tin1, pi2, tin2, pg0, pg1, pg_next;
+  auto first_pages = [&](int t0) {
+    pi_n = t0 / tpp;
+    tin_n = t0 - pi_n * tpp;
+    pi1 = pi_n, tin1 = tin_n + 1;
+    if (tin1 == tpp) { tin1 = 0; ++pi1; }
+    pi2 = pi1, tin2 = tin1 + 1;
+    if (tin2 == tpp) { tin2 = 0; ++pi2; }
+    const int last = table_stride - 1;
+    pg0 = table[rf_min_i32(pi_n, last)];
+    pg1 = table[rf_min_i32(pi1, last)];
+    pg_next = table[rf_min_i32(pi2, last)];
+  };
+  if (window > 0)
+    first_pages(t_lo);
+  else
+    first_pages(split * split_tiles);
   float qv[32];
   rf_load_q32(q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 32 * t4, qv);
   issue(t_lo, 0, pg0, tin_n);
@@ -1436,18 +1449,19 @@ RF_DEVICE void rf_attn_entry(float* __restrict__ part_o, float* __restrict__ par
 // ---------------------------------------------------------------- kernel 2
 // One workgroup per (row, NV output values) with NL split lanes, NL = the largest power of
 // two <= min(n_splits, 32) and NV = min(head_dim, 1024 / NL), so that hundreds of splits (a
-// single long sequence spread over every multiprocessor) merge in parallel.  Two passes
-// over the splits: their largest M, then the weighted sums with 16-byte loads; the NL lanes'
-// sums add up through LDS.  (The previous one-pass fold, running maxima rescaled per split:
-// attention + combine 31.5-32.0 us against 31.2 at batch 1 x 32k x 128 splits, H100.)
+// single long sequence spread over every multiprocessor) merge in parallel.  A thread takes
+// 4 consecutive values (one 16-byte load per split) of splits sl, sl + NL, ... and loads
+// the (M, L) and values of 4 of them at once (one trip for up to 4 NL splits), weighted by
+// 2^(M_s - m) with m the largest M among them; the lanes' m meet through LDS, each lane's
+// sums are rescaled to the row's maximum and added up through LDS.  History (H100, batch 1
+// x 32k x 128 splits, attention + combine): a sequential fold, rescaled per split, 31.5-
+// 32.0 us against 31.2 for two passes (every split's M first, then the weighted sums);
+// this one trip 29.5 us against 29.9-30.0 for the two passes on one card (2026-11-26).
 RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, const float* __restrict__ part_o,
                                                     const float* __restrict__ part_ml, rf_i32 n_splits,
                                                     rf_i32 head_dim) {
   // NL split lanes x NV values per workgroup (NL = the largest power of two <= min(n_splits,
-  // 32), NV = min(head_dim, 1024 / NL)); a thread takes 4 consecutive values (one 16-byte
-  // load per split) of splits sl, sl + NL, ...  Two passes over the splits' (M, L): their
-  // maximum M first, then every split is weighted by 2^(M_s - M) at once (no rescaling of
-  // running sums), four splits' loads in flight per trip.
+  // 32), NV = min(head_dim, 1024 / NL)).
   const int NL = n_splits >= 32 ? 32 : n_splits >= 16 ? 16 : n_splits >= 8 ? 8 : n_splits >= 4 ? 4
                : n_splits >= 2 ? 2 : 1;
   const int NV = rf_min_i32(head_dim, 1024 / NL), NQ = NV / 4;
@@ -1461,14 +1475,10 @@ RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, con
   const float neg_inf = rf_uint_as_float(0xff800000u);
   const float* ml = part_ml + row * n_splits * 2;
   const rf_u32x4* po = (const rf_u32x4*)(part_o + row * n_splits * head_dim + chunk * NV) + ql;
-  float m = neg_inf;
-  if (act)
-    for (int s = sl; s < n_splits; s += NL) m = rf_fmaxf(m, ml[2 * s]);
-  if (act && ql == 0) sm_m[sl] = m;
-  rf_barrier();
-  m = sm_m[0];
-  for (int i = 1; i < NL; ++i) m = rf_fmaxf(m, sm_m[i]);
-  float x0 = 0.0f, x1 = 0.0f, x2 = 0.0f, x3 = 0.0f, d = 0.0f;
+  // One trip for up to 4 NL splits: every split's (M, L) and values are loaded at once and
+  // weighted by 2^(M_s - m) with m the largest M of this thread's splits (a later trip, for
+  // more splits, rescales the sums when m grows); the lanes' m then meet through LDS.
+  float m = neg_inf, x0 = 0.0f, x1 = 0.0f, x2 = 0.0f, x3 = 0.0f, d = 0.0f;
   if (act) {
     for (int s0 = sl; s0 < n_splits; s0 += 4 * NL) {
       float ms[4], ls[4];
@@ -1476,13 +1486,20 @@ RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, con
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int s = rf_min_i32(s0 + NL * k, n_splits - 1);
-        ms[k] = ml[2 * s];
+        ms[k] = s0 + NL * k < n_splits ? ml[2 * s] : neg_inf;
         ls[k] = ml[2 * s + 1];
         xs[k] = po[(rf_i64)s * (head_dim / 4)];
       }
+      const float mn = rf_fmaxf(rf_fmaxf(m, rf_fmaxf(ms[0], ms[1])), rf_fmaxf(ms[2], ms[3]));
+      if (mn == neg_inf) continue;        // every split so far empty
+      if (mn > m) {
+        const float a = rf_exp2f(m - mn); // 0 while m is -inf
+        d *= a; x0 *= a; x1 *= a; x2 *= a; x3 *= a;
+        m = mn;
+      }
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        if (s0 + NL * k < n_splits && ms[k] != neg_inf) {   // an empty split adds nothing
+        if (ms[k] != neg_inf) {           // an empty split adds nothing
           const float w = rf_exp2f(ms[k] - m);
           d = rf_fmaf(w, ls[k], d);
           x0 = rf_fmaf(w, rf_uint_as_float(xs[k].x), x0);
@@ -1492,11 +1509,18 @@ RF_KERNEL RF_LAUNCH_BOUNDS(RF_THREADS) attn_combine(float* __restrict__ out, con
         }
       }
     }
-    sm_x[sl * NV + 4 * ql] = x0;
-    sm_x[sl * NV + 4 * ql + 1] = x1;
-    sm_x[sl * NV + 4 * ql + 2] = x2;
-    sm_x[sl * NV + 4 * ql + 3] = x3;
-    if (ql == 0) sm_d[sl] = d;
+    if (ql == 0) sm_m[sl] = m;
+  }
+  rf_barrier();
+  if (act) {
+    float mx = sm_m[0];
+    for (int i = 1; i < NL; ++i) mx = rf_fmaxf(mx, sm_m[i]);
+    const float a = m == neg_inf ? 0.0f : rf_exp2f(m - mx);
+    sm_x[sl * NV + 4 * ql] = x0 * a;
+    sm_x[sl * NV + 4 * ql + 1] = x1 * a;
+    sm_x[sl * NV + 4 * ql + 2] = x2 * a;
+    sm_x[sl * NV + 4 * ql + 3] = x3 * a;
+    if (ql == 0) sm_d[sl] = d * a;
   }
   rf_barrier();
   for (int v = tid; v < NV; v += RF_THREADS) {   // sum over the split lanes
