@@ -458,6 +458,23 @@ def test_decode_attention_cpu_device_uses_cpu_op():
     np.testing.assert_array_equal(out, decode_attention(host, 0, sids, q, 0.125, window=50))
 
 
+def test_paged_decode_attention_checks_the_table_against_max_len():
+    """max_len beyond what the page table holds (or below 1) is a ValueError, before any
+    launch: the kernels read the table's first entries at indexes clamped into its row and
+    would attend over the wrong pages."""
+    dev = device.get_device("cpu")
+    q = dev.to_device(np.zeros((2, 8, 128), np.float32))
+    table = dev.to_device(np.zeros((2, 3), np.int32))
+    lens = dev.to_device(np.ones(2, np.int32))
+    kw = dict(dtype="mxfp6_e2m3", num_kv_heads=2, head_dim=128, page_size=16, row_bytes=200,
+              scale=0.1)
+    for bad in (49, 0):
+        with pytest.raises(ValueError, match=f"max_len {bad} needs 1 to 3 pages of 16 tokens"):
+            attn_ops.paged_decode_attention(q, q, q, table, lens, max_len=bad, **kw)
+    with pytest.raises(NotImplementedError):     # 48 fits: on to the cpu device's own error
+        attn_ops.paged_decode_attention(q, q, q, table, lens, max_len=48, **kw)
+
+
 def test_split_plan():
     for max_len in (1, 17, 1000, 32768):
         for units in (1, 8, 512):
