@@ -210,9 +210,9 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         raise ValueError(f"decode attention: page_table must be int32 (batch={batch}, stride), "
                          f"got {page_table.dtype} {page_table.shape}")
     if int(max_len) < 1 or page_table.shape[1] * page_size < int(max_len):
-        raise ValueError(f"decode attention: max_len {max_len} needs 1 to {page_table.shape[1]} "
-                         f"pages of {page_size} tokens per sequence, as many as the page table "
-                         f"{page_table.shape} holds")
+        raise ValueError(f"decode attention: max_len {max_len} must be in [1, "
+                         f"{page_table.shape[1] * page_size}]: the page table {page_table.shape} "
+                         f"holds {page_table.shape[1]} pages of {page_size} tokens per sequence")
     dev = q.device
     if dev.kind == "cpu":
         raise NotImplementedError("paged_decode_attention runs on a GPU; on the cpu device use "

@@ -469,7 +469,8 @@ def test_paged_decode_attention_checks_the_table_against_max_len():
     kw = dict(dtype="mxfp6_e2m3", num_kv_heads=2, head_dim=128, page_size=16, row_bytes=200,
               scale=0.1)
     for bad in (49, 0):
-        with pytest.raises(ValueError, match=f"max_len {bad} needs 1 to 3 pages of 16 tokens"):
+        with pytest.raises(ValueError, match=rf"max_len {bad} must be in \[1, 48\]: the page "
+                                             r"table \(2, 3\) holds 3 pages of 16 tokens"):
             attn_ops.paged_decode_attention(q, q, q, table, lens, max_len=bad, **kw)
     with pytest.raises(NotImplementedError):     # 48 fits: on to the cpu device's own error
         attn_ops.paged_decode_attention(q, q, q, table, lens, max_len=48, **kw)
