@@ -1144,14 +1144,20 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // clamped into the table's row, unconditionally (an entry past the sequence is padding and
   // never used: issue() checks T < t_hi), so these loads leave together with the seq_lens
   // load instead of waiting for it.
+  auto next_tile = [&](int& pi, int& tin) {   // (page index, tile in page) of the next tile
+    if (++tin == tpp) {
+      tin = 0;
+      ++pi;
+    }
+  };
   int pi_n, tin_n, pi1, tin1, pi2, tin2, pg0, pg1, pg_next;
   auto first_pages = [&](int t0) {
     pi_n = t0 / tpp;
     tin_n = t0 - pi_n * tpp;
-    pi1 = pi_n, tin1 = tin_n + 1;
-    if (tin1 == tpp) { tin1 = 0; ++pi1; }
-    pi2 = pi1, tin2 = tin1 + 1;
-    if (tin2 == tpp) { tin2 = 0; ++pi2; }
+    pi1 = pi_n, tin1 = tin_n;
+    next_tile(pi1, tin1);
+    pi2 = pi1, tin2 = tin1;
+    next_tile(pi2, tin2);
     const int last = table_stride - 1;
     pg0 = table[rf_min_i32(pi_n, last)];
     pg1 = table[rf_min_i32(pi1, last)];
@@ -1188,10 +1194,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   int st = 0;
   for (int T = t_lo; T < t_hi; ++T) {   // uniform over the workgroup
     const int pg_use = pg_next, tin_use = tin_n;
-    if (++tin_n == tpp) {               // (page index, tile in page) of tile T + 3
-      tin_n = 0;
-      ++pi_n;
-    }
+    next_tile(pi_n, tin_n);             // tile T + 3
     pg_next = T + 3 < t_hi ? table[pi_n] : 0;
     rf_cp_async_wait1();                // tile T has landed (T + 1 may still be in flight)
     rf_barrier();                       // ... for every thread; and buffer (st + 2) % 3 is free
