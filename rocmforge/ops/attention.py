@@ -29,9 +29,6 @@ STAGED_HEADS = 4        # KV heads per staged workgroup (one warp each)
 STAGED_TILE = 16        # positions per staged step
 STAGED_STAGES = 3       # tile buffers of a staged workgroup (NST in kernels/attention.hip)
 STAGED_TARGET = 2       # staged workgroups per multiprocessor the split plan aims at
-STAGED_MIN_LEN = 1025   # "auto": the staged kernel from this many attended positions,
-STAGED_FEW_LEN = 4096   # ... and up to this many only with at least
-STAGED_FEW_UNITS = 8    # this many workgroups per split (batch * n_kv_heads / 4)
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -147,17 +144,24 @@ def staged_plan(max_tiles: int, units: int, n_sms: int):
     """(n_splits, split_tiles) for the staged kernel: ``max_tiles`` 16-position tiles at
     most per sequence, ``units`` = batch * n_kv_heads / 4 workgroups per split.
 
-    About STAGED_TARGET workgroups per multiprocessor in all, at least 2 tiles per split.
-    Fitted on an H100 (MXFP6_E2M3, 8 KV heads, ms for 1 / 2 / 4 / 8 / ... splits): the best
-    total was ~2 workgroups per SM nearly everywhere (batch 16 x 32k: 8 splits 0.346,
-    16 splits 0.363; batch 1 x 32k: 128 splits 0.0345, 64: 0.042, 256: 0.038; batch 1 x
-    16k: 128 splits 0.0229; batch 16 x 4k: 8 splits 0.0623, 16: 0.069; batch 16 x 1k:
-    8 splits 0.0307), short single sequences at 2-4 tiles per split (batch 1 x 1k: 32
-    splits 0.0106, 16: 0.0118; batch 1 x 4k: 64 splits 0.0141, 128: 0.0149).  Fewer,
-    longer splits win over a full wave of 4 per SM: every split pays a pipeline fill and
-    its partial results (written, then merged by attn_combine)."""
+    About STAGED_TARGET workgroups per multiprocessor in all with at least 2 tiles per
+    split; but where one workgroup per tile fits on the multiprocessors at once (units x
+    tiles <= n_sms), a tile per split.  Every split pays a pipeline fill and writes partial
+    results that attn_combine merges, so fewer, longer splits beat a full wave of 4 per SM.
+    Measured on an H100 (MXFP6_E2M3, 8 KV heads, `bench/probe_kv_attention.py --body staged
+    --splits N`, us, 2026-11-26; the plan's choice first):
+      batch 1 x 32k:   128 splits 29.5;  112-256 splits 30.0-34.9
+      batch 1 x 4k:    128 9.9;   64: 10.1;  256: 11.3
+      batch 1 x 1k:     64 7.5;   32: 7.9;   16: 9.4
+      batch 1 x 256:    16 6.7;    8: 7.4;    4: 8.6
+      batch 4 x 1k:     32 10.6;  16: 10.0;  64: 11.9
+      batch 16 x 1k:     8 17.7;   4: 20.3;  16: 22.3
+      batch 16 x 256:    8 9.9;    4: 9.9;   16: 14.2
+    (batch 16 x 32k: 8 splits 0.346 ms against 16: 0.363 on earlier kernels.)"""
     n_steps = max(1, int(max_tiles))
     units = max(1, int(units))
+    if units * n_steps <= max(1, n_sms):
+        return n_steps, 1
     want = max(1, round(STAGED_TARGET * max(1, n_sms) / units))
     s = max(1, min(want, n_steps // 2))
     split_tiles = -(-n_steps // s)
@@ -261,10 +265,10 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     """(body, n_splits, per) of a paged_decode_attention call: body "staged" (per = 16-position
     tiles per split) or "split" (per = positions per split).  ``n_splits`` forces the count
     (a graph captured at one length and replayed at others keeps its launch shape).
-    ``body``: "auto" (staged where ``staged_unsupported`` allows, the attended range is at
-    least STAGED_MIN_LEN positions, and above STAGED_FEW_LEN or with STAGED_FEW_UNITS
-    workgroups per split; else split: measured faster there), "staged" (ValueError naming
-    the reason where it cannot run) or "split"."""
+    ``body``: "auto" (staged wherever ``staged_unsupported`` allows, at every length and
+    batch: on an H100 it ran 1.16-1.65x faster than the split kernels on every shape
+    measured, MXFP6/MXFP4/MXFP8 x batch 1-16 x 64-8192 positions; else split), "staged"
+    (ValueError naming the reason where it cannot run) or "split"."""
     dtype = KvCacheDtype.parse(dtype)
     if body not in ("auto", "staged", "split"):
         raise ValueError(f"body must be 'auto', 'staged' or 'split', got {body!r}")
@@ -276,10 +280,6 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     if body == "staged" and why is not None:
         raise ValueError(f"the staged attention kernel {why}")
     units = batch * num_kv_heads // STAGED_HEADS
-    if body == "auto" and why is None and (
-            eff < STAGED_MIN_LEN or (eff <= STAGED_FEW_LEN and units < STAGED_FEW_UNITS)):
-        # H100, split / staged ms: batch 16 x 1k 0.025 / 0.031, batch 1 x 4k 0.0129 / 0.0150
-        why = "is slower on short ranges with few workgroups"
     if n_splits is not None:
         n_splits = int(n_splits)
         if n_splits < 1:

@@ -412,8 +412,7 @@ def test_decode_plan_and_staged_rules():
         tiles = -(-eff // 16) + (1 if window else 0)
         body, n, per = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
                                             window=window)
-        few = eff <= attn_ops.STAGED_FEW_LEN and batch * 2 < attn_ops.STAGED_FEW_UNITS
-        assert body == ("staged" if eff >= attn_ops.STAGED_MIN_LEN and not few else "split")
+        assert body == "staged"          # wherever it can run, at every length and batch
         body, n, per = attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch,
                                             window=window, body="staged")
         assert body == "staged" and n >= 1 and (n - 1) * per < tiles <= n * per
@@ -426,10 +425,16 @@ def test_decode_plan_and_staged_rules():
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 32768, 16)[1:] == (8, 256)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1,
                                 body="staged")[1:] == (128, 2)
-    # short ranges with few workgroups stay on the split kernels (measured faster there)
-    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 1)[0] == "split"
-    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4096, 4)[0] == "staged"
-    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 4097, 1)[0] == "staged"
+    # a tile per split where every tile's workgroup fits on the SMs at once (2 x 64 <= 132)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 1024, 1)[1:] == (64, 1)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 1024, 2)[1:] == (32, 2)
+    # "auto" takes the staged kernel on short ranges too, and the split kernels where the
+    # staged one cannot run
+    for ctx, batch in ((16, 1), (1024, 1), (4096, 1), (1024, 16)):
+        assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch)[0] == "staged"
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 1024, 1)[0] == "split"
+    assert attn_ops.decode_plan(Fake, "f16", 128, 8, 32, 16, 1024, 1)[0] == "split"
+    assert attn_ops.decode_plan(Fake86, "mxfp8_e4m3", 128, 8, 32, 16, 1024, 1)[0] == "split"
 
 
 def capped_attention(gpu, dcache, sids, q, n_splits, **kw):

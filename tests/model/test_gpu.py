@@ -216,9 +216,9 @@ def test_gemma_shaped_paged_kv_decode_gpu_vs_cpu(tmp_path, gpu_kind, kv):
 @pytest.mark.parametrize("kv", ["mxfp6_e2m3", "mxfp4", "mxfp8_e4m3"])
 def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv):
     """A Gemma-shaped model with 8 query heads, 4 KV heads of head_dim 128 and n_ctx 4100:
-    its global layer (layer 5) decodes through the staged MX attention kernel on NVIDIA
-    sm_80+ (the sliding-window layers through the split kernels); 1 + 15 decode steps,
-    eager and replayed, against the CPU Transformer."""
+    every layer, the sliding-window ones included, decodes through the staged MX attention
+    kernel on NVIDIA sm_80+; 1 + 15 decode steps, eager and replayed, against the CPU
+    Transformer."""
     from rocmforge.ops import attention as attn_ops
     path = _maker().build(tmp_path / "g128.gguf", seed=7, layers=6, vocab=4096, heads=8,
                           kv_heads=4, head_dim=128)
@@ -229,7 +229,9 @@ def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv):
         assert m.cache.paged
         dev, cc = m.transformer.dev, m.cache.config
         if attn_ops.staged_unsupported(dev, kv, 128, 4, 2, cc.page_size) is None:
-            assert attn_ops.decode_plan(dev, kv, 128, 4, 8, cc.page_size, 4100, 1)[0] == "staged"
+            for window in (None, 512):
+                assert attn_ops.decode_plan(dev, kv, 128, 4, 8, cc.page_size, 4100, 1,
+                                            window=window)[0] == "staged"
         got = _decode_logits(m.transformer, m.cache, ids)
         got2 = _decode_logits(m.transformer, m.cache, ids)       # graph replays
     assert _rel_err(got, want) < REL_MX, _rel_err(got, want)
