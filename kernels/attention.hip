@@ -621,7 +621,7 @@ struct rf_h16 {
   static constexpr int NWO = (BB + 3) / 4;                        // words of one whole block
   // K lane: the two values (h = 0, 1) of pair j, as indices within the block
   static RF_DEVICE int kdim(int j, int h) {
-    return F::bits == 4 ? j + 16 * h : F::bits == 8 ? 2 * j + h : 8 * (j >> 2) + (j & 3) + 4 * h;
+    return F::bits == 4 ? j + 16 * h : F::bits >= 8 ? 2 * j + h : 8 * (j >> 2) + (j & 3) + 4 * h;
   }
 };
 
@@ -1013,6 +1013,22 @@ RF_DEVICE void rf_mma_f16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, r
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
+// Four 8x8 float16 matrices from shared memory (lane l gives the address of row l % 8 of
+// matrix l / 8); .trans hands each lane the transposed elements.
+RF_DEVICE void rf_ldmatrix_x4(rf_u32 addr, rf_u32& a0, rf_u32& a1, rf_u32& a2, rf_u32& a3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3) : "r"(addr));
+}
+RF_DEVICE void rf_ldmatrix_x4_trans(rf_u32 addr, rf_u32& a0, rf_u32& a1, rf_u32& a2, rf_u32& a3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3) : "r"(addr));
+}
+// The staged kernel's float16 pages (KvCacheDtype.F16): no block scale, 64 bytes per 32
+// values, so a head is 256 bytes and the MX "block" of a K lane is 32 consecutive values.
+struct rf_fmt_f16_pages {
+  static constexpr int bits = 16, ebits = 5, mbits = 10, bias = 15, emax = 15, special = 0;
+  static constexpr int block_bytes = 64;
+};
 // Value v (0..15, compile time after unrolling) of a V unit at two positions a, b: float16x2
 // (a low, b high).  w*[0..NC-1]: the unit's codes from bit 0 (FP6: values at bits 6 v; FP4:
 // value v in byte v % 8, low nibble for v < 8; E4M3: byte v); FP6 also w*[NC], w*[NC + 1]:
@@ -1053,7 +1069,12 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   constexpr int SL = HW * HB;                         // the workgroup's slice of a position
   static_assert(SL % 16 == 0, "4 heads of MX blocks are whole 16-byte chunks");
   constexpr int NCH = SL / 16;                        // chunks per position
-  constexpr int BUFW = (16 * SL + 16) / 4;            // words per buffer (+16 bytes read slack)
+  // float16 pages: positions 16 bytes apart beyond their slice, so that the 8 rows an
+  // ldmatrix reads (8 positions) fall on different banks; MX slices stay packed
+  constexpr bool F16 = F::bits == 16;
+  constexpr int PAD = F16 ? 16 : 0;
+  constexpr int PS = SL + PAD;                        // shared-memory bytes per position
+  constexpr int BUFW = (16 * PS + 16) / 4;            // words per buffer (+16 bytes read slack)
   constexpr int NST = 3;
   constexpr int NWO = H::NWO;                         // words of a whole K block
   constexpr int NC = K::CB / 4;                       // code words of a V unit
@@ -1116,8 +1137,9 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #pragma unroll
         for (int i = 0; i < CPK; ++i) {
           if (i < CPK - 1 || last_ok) {
-            rf_cp_async16(dst + 16u * RF_STAGED_THREADS * i, kb + (goff[i] & ~15), 16u);
-            rf_cp_async16(dst + BUFB + 16u * RF_STAGED_THREADS * i, vb + (goff[i] & ~15), 16u);
+            const rf_u32 d = dst + 16u * RF_STAGED_THREADS * i + (rf_u32)(PAD * (goff[i] & 15));
+            rf_cp_async16(d, kb + (goff[i] & ~15), 16u);
+            rf_cp_async16(d + BUFB, vb + (goff[i] & ~15), 16u);
           }
         }
       } else {                                          // zero-fill positions outside [start, len)
@@ -1126,8 +1148,9 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
           if (i < CPK - 1 || last_ok) {
             const int pos = 16 * T + (goff[i] & 15);
             const rf_u32 n = pos >= start && pos < len ? 16u : 0u;
-            rf_cp_async16(dst + 16u * RF_STAGED_THREADS * i, kb + (goff[i] & ~15), n);
-            rf_cp_async16(dst + BUFB + 16u * RF_STAGED_THREADS * i, vb + (goff[i] & ~15), n);
+            const rf_u32 d = dst + 16u * RF_STAGED_THREADS * i + (rf_u32)(PAD * (goff[i] & 15));
+            rf_cp_async16(d, kb + (goff[i] & ~15), n);
+            rf_cp_async16(d + BUFB, vb + (goff[i] & ~15), n);
           }
         }
       }
@@ -1168,7 +1191,20 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   else
     first_pages(split * split_tiles);
   float qv[32];
-  rf_load_q32(q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 32 * t4, qv);
+  if constexpr (F16) {   // pair p = values 16 (p / 2) + 2 t4 + 8 (p % 2) + {0, 1}: ldmatrix's K order
+    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 2 * t4;
+#pragma unroll
+    for (int m = 0; m < 8; ++m) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float2 x = *(const float2*)(qg + 16 * m + 8 * e);
+        qv[4 * m + 2 * e] = x.x;
+        qv[4 * m + 2 * e + 1] = x.y;
+      }
+    }
+  } else {
+    rf_load_q32(q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 32 * t4, qv);
+  }
   issue(t_lo, 0, pg0, tin_n);
   issue(t_lo + 1, 1, pg1, tin1);
   pi_n = pi2;
@@ -1213,25 +1249,35 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #endif
 
     // S^T = K Q^T
-    rf_u32 wd[2][NWO], fk[2];
-    float sfp[2];
-#pragma unroll
-    for (int tt = 0; tt < 2; ++tt) {
-      const int ob = (8 * tt + g) * SL + w * HB + t4 * BB;    // byte offset of the block
-      const rf_u32* a = kwds + (ob >> 2);
-      const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
-      rf_u32 raw[NWO];
-#pragma unroll
-      for (int i = 0; i < NWO; ++i) raw[i] = a[i];
-      sfp[tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
-    }
+    float sfp[2] = {1.0f, 1.0f};       // the position's K reference scale (MX)
     float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if constexpr (F16) {   // A = K straight from shared memory: position l % 16, values + 8 (l / 16)
+      const rf_u32 ka = rf_smem_u32(kwds) + (rf_u32)((lane & 15) * PS + w * HB + 16 * (lane >> 4));
 #pragma unroll
-    for (int m = 0; m < 8; ++m) {
-      rf_mma_f16_full(sc, rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m), fk[0]),
-                      rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m), fk[1]),
-                      rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m + 1), fk[0]),
-                      rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m + 1), fk[1]), qb[m][0], qb[m][1]);
+      for (int m = 0; m < 8; ++m) {
+        rf_u32 a0, a1, a2, a3;
+        rf_ldmatrix_x4(ka + 32u * (rf_u32)m, a0, a1, a2, a3);
+        rf_mma_f16_full(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
+      }
+    } else {
+      rf_u32 wd[2][NWO], fk[2];
+#pragma unroll
+      for (int tt = 0; tt < 2; ++tt) {
+        const int ob = (8 * tt + g) * SL + w * HB + t4 * BB;    // byte offset of the block
+        const rf_u32* a = kwds + (ob >> 2);
+        const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
+        rf_u32 raw[NWO];
+#pragma unroll
+        for (int i = 0; i < NWO; ++i) raw[i] = a[i];
+        sfp[tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
+      }
+#pragma unroll
+      for (int m = 0; m < 8; ++m) {
+        rf_mma_f16_full(sc, rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m), fk[0]),
+                        rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m), fk[1]),
+                        rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m + 1), fk[0]),
+                        rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m + 1), fk[1]), qb[m][0], qb[m][1]);
+      }
     }
     // scores (base 2) of positions g + 8 tt, heads 2 t4 + e
     float s[2][2];
@@ -1281,47 +1327,58 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     const rf_u32 pb1 = rf_movmatrix_t(rf_pack_half2_rn(p[1][0], p[1][1]));
 
     // O^T += V^T P^T
-    rf_u32 cw[4][NC + 2], vsb[4];
+    if constexpr (F16) {   // A = V^T by transposing loads: position (l % 8) + 8 (l / 16), values + 8 ((l / 8) % 2)
+      const rf_u32 va = rf_smem_u32(vwds) +
+                        (rf_u32)(((lane & 7) + 8 * (lane >> 4)) * PS + w * HB + 16 * ((lane >> 3) & 1));
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
-      const int blk = pv * SL + w * HB + (g >> 1) * BB;       // byte offset of the unit's block
-      const int oc = blk + 1 + (g & 1) * K::CB;                 // ... of its codes
-      const rf_u32* a = vwds + (oc >> 2);
-      const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
-      rf_u32 raw[NC + 1];
-#pragma unroll
-      for (int i = 0; i <= NC; ++i) raw[i] = a[i];
-#pragma unroll
-      for (int i = 0; i < NC; ++i) cw[r][i] = rf_funnel_r(raw[i], raw[i + 1], sh);
-      if (F::bits == 6) {
-        cw[r][NC] = rf_funnel_r(cw[r][0], cw[r][1], 16u);
-        cw[r][NC + 1] = rf_funnel_r(cw[r][1], cw[r][2], 16u);
-      } else {
-        cw[r][NC] = cw[r][NC + 1] = 0u;
+      for (int i = 0; i < 8; ++i) {   // values 16 i .. 16 i + 15 of the head
+        rf_u32 a0, a1, a2, a3;
+        rf_ldmatrix_x4_trans(va + 32u * (rf_u32)i, a0, a1, a2, a3);
+        rf_mma_f16_full(o[i], a0, a1, a2, a3, pb0, pb1);
       }
-      vsb[r] = ((const rf_u8*)vwds)[blk];
-    }
-    const int ev_step = (int)__reduce_max_sync(
-        0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
-    if (ev_step > ev_run) {  // warp-uniform
-      const float alpha = rf_exp2f((float)(ev_run - ev_step));
+    } else {
+      rf_u32 cw[4][NC + 2], vsb[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
+        const int blk = pv * SL + w * HB + (g >> 1) * BB;       // byte offset of the unit's block
+        const int oc = blk + 1 + (g & 1) * K::CB;                 // ... of its codes
+        const rf_u32* a = vwds + (oc >> 2);
+        const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
+        rf_u32 raw[NC + 1];
+#pragma unroll
+        for (int i = 0; i <= NC; ++i) raw[i] = a[i];
+#pragma unroll
+        for (int i = 0; i < NC; ++i) cw[r][i] = rf_funnel_r(raw[i], raw[i + 1], sh);
+        if (F::bits == 6) {
+          cw[r][NC] = rf_funnel_r(cw[r][0], cw[r][1], 16u);
+          cw[r][NC + 1] = rf_funnel_r(cw[r][1], cw[r][2], 16u);
+        } else {
+          cw[r][NC] = cw[r][NC + 1] = 0u;
+        }
+        vsb[r] = ((const rf_u8*)vwds)[blk];
+      }
+      const int ev_step = (int)__reduce_max_sync(
+          0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
+      if (ev_step > ev_run) {  // warp-uniform
+        const float alpha = rf_exp2f((float)(ev_run - ev_step));
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          o[i][0] *= alpha; o[i][1] *= alpha; o[i][2] *= alpha; o[i][3] *= alpha;
+        }
+        ev_run = ev_step;
+      }
+      const rf_u32 f01 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[0] - ev_run),
+                                     rf_h16_pow2(H::EBIAS + (int)vsb[1] - ev_run), 0x5410u);
+      const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run),
+                                     rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run), 0x5410u);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        o[i][0] *= alpha; o[i][1] *= alpha; o[i][2] *= alpha; o[i][3] *= alpha;
+        rf_mma_f16_full(o[i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
+                        rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i + 8), f01),
+                        rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i), f23),
+                        rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i + 8), f23), pb0, pb1);
       }
-      ev_run = ev_step;
-    }
-    const rf_u32 f01 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[0] - ev_run),
-                                   rf_h16_pow2(H::EBIAS + (int)vsb[1] - ev_run), 0x5410u);
-    const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run),
-                                   rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run), 0x5410u);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      rf_mma_f16_full(o[i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
-                      rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i + 8), f01),
-                      rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i), f23),
-                      rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i + 8), f23), pb0, pb1);
     }
   }
 
@@ -1345,7 +1402,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     l_run[e] += rf_shfl_xor_f(l_run[e], 8);
     l_run[e] += rf_shfl_xor_f(l_run[e], 16);
   }
-  const float fo = rf_e8m0_to_float((rf_u32)ev_run);
+  const float fo = F16 ? 1.0f : rf_e8m0_to_float((rf_u32)ev_run);
   rf_cp_async_wait_all();
   rf_barrier();                         // every warp is done with the tiles
   float* so = (float*)&sm[0][0][0] + w * 8 * D;
@@ -1358,8 +1415,10 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       const float f = m_run[e] == neg_inf ? 0.0f : fo;
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        so[h * D + rf_staged_swz(K::elem(g, i), h)] = o[i][e] * f;
-        so[h * D + rf_staged_swz(K::elem(g, i + 8), h)] = o[i][2 + e] * f;
+        // O^T rows g and g + 8 of mma i: MX unit g's values i and i + 8; float16 pages:
+        // values 16 i + g and 16 i + g + 8
+        so[h * D + rf_staged_swz(F16 ? 16 * i + g : K::elem(g, i), h)] = o[i][e] * f;
+        so[h * D + rf_staged_swz(F16 ? 16 * i + g + 8 : K::elem(g, i + 8), h)] = o[i][2 + e] * f;
       }
       if (g == 0) {
         part_ml[row * 2] = m_run[e];
@@ -1417,6 +1476,7 @@ RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
 RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
 RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4)
 RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3)
+RF_ATTN_STAGED(f16, rf_fmt_f16_pages)
 
 #endif
 

@@ -290,7 +290,8 @@ def test_decode_attention_gpu_softcap_splits_and_groups(gpu, dtype):
     assert np.abs(plain - cpu).max() > 1e-3           # the cap changes the answer
 
 
-STAGED = [KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP6_E3M2, KvCacheDtype.MXFP4, KvCacheDtype.MXFP8_E4M3]
+STAGED = [KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP6_E3M2, KvCacheDtype.MXFP4, KvCacheDtype.MXFP8_E4M3,
+          KvCacheDtype.F16]
 
 
 def _need_staged(dev, dtype, hk, gqa, page_size):
@@ -345,11 +346,11 @@ def test_staged_attention_softcap_and_forced_splits(gpu, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("body", ["staged", "split"])
-def test_stale_page_slots_never_reach_the_output(gpu, body):
+@pytest.mark.parametrize("dtype,body", [(KvCacheDtype.MXFP6_E2M3, "staged"), (KvCacheDtype.F16, "staged"),
+                                        (KvCacheDtype.MXFP6_E2M3, "split")], ids=str)
+def test_stale_page_slots_never_reach_the_output(gpu, dtype, body):
     """A page freed by one sequence and reused by another still holds the old rows (NaN
     and Inf here) past the new sequence's length: they must not leak into its attention."""
-    dtype = KvCacheDtype.MXFP6_E2M3
     if body == "staged":
         _need_staged(gpu, dtype, 8, 4, 16)
     cfg = CacheConfig(16, 1, 8, 128, 1, dtype)          # one page: "new" must reuse it
@@ -399,8 +400,10 @@ def test_decode_plan_and_staged_rules():
     assert attn_ops.staged_unsupported(Fake86, "mxfp6_e2m3", 128, 8, 4, 16) is None
     assert attn_ops.staged_shared_bytes("mxfp6_e2m3") == 3 * 2 * (16 * 400 + 16)
     assert attn_ops.staged_shared_bytes("mxfp8_e4m3") == 3 * 2 * (16 * 528 + 16) > 48 * 1024
+    assert attn_ops.staged_shared_bytes("f16") == 3 * 2 * (16 * (1024 + 16) + 16)
+    assert attn_ops.staged_unsupported(Fake86, "f16", 128, 8, 4, 16) is None
     for args, word in (((Fake86, "mxfp8_e4m3", 128, 8, 4, 16), "sm_89"),
-                       ((Fake, "f16", 128, 8, 4, 16), "F16"),
+                       ((Fake, "bf16", 128, 8, 4, 16), "BF16"),
                        ((Fake, "mxfp4", 64, 8, 4, 16), "head_dim"),
                        ((Fake, "mxfp4", 128, 2, 4, 16), "KV heads"),
                        ((Fake, "mxfp4", 128, 8, 16, 16), "query heads"),
@@ -433,7 +436,8 @@ def test_decode_plan_and_staged_rules():
     for ctx, batch in ((16, 1), (1024, 1), (4096, 1), (1024, 16)):
         assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch)[0] == "staged"
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 1024, 1)[0] == "split"
-    assert attn_ops.decode_plan(Fake, "f16", 128, 8, 32, 16, 1024, 1)[0] == "split"
+    assert attn_ops.decode_plan(Fake, "f16", 128, 8, 32, 16, 1024, 1)[0] == "staged"
+    assert attn_ops.decode_plan(Fake, "bf16", 128, 8, 32, 16, 1024, 1)[0] == "split"
     assert attn_ops.decode_plan(Fake86, "mxfp8_e4m3", 128, 8, 32, 16, 1024, 1)[0] == "split"
 
 
