@@ -1023,12 +1023,59 @@ RF_DEVICE void rf_ldmatrix_x4_trans(rf_u32 addr, rf_u32& a0, rf_u32& a1, rf_u32&
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3) : "r"(addr));
 }
-// The staged kernel's float16 pages (KvCacheDtype.F16): no block scale, 64 bytes per 32
-// values, so a head is 256 bytes and the MX "block" of a K lane is 32 consecutive values.
+// The staged kernel's 16-bit pages (KvCacheDtype.F16, BF16): no block scale, 64 bytes per
+// 32 values, so a head is 256 bytes and the MX "block" of a K lane is 32 consecutive values.
 struct rf_fmt_f16_pages {
   static constexpr int bits = 16, ebits = 5, mbits = 10, bias = 15, emax = 15, special = 0;
   static constexpr int block_bytes = 64;
 };
+struct rf_fmt_bf16_pages {
+  static constexpr int bits = 16, ebits = 8, mbits = 7, bias = 127, emax = 127, special = 0;
+  static constexpr int block_bytes = 64;
+};
+// (x0, x1) as hi + lo pairs of bfloat16 (BF) or float16: hi = x rounded, lo = the rest
+// rounded, so two mma operands carry about 16 (bfloat16) or 22 (float16) bits of x.
+template <bool BF>
+RF_DEVICE void rf_split_x2(float x0, float x1, rf_u32& hi, rf_u32& lo) {
+  if constexpr (BF) {
+    hi = rf_pack_bf16x2_rn(x0, x1);
+    lo = rf_pack_bf16x2_rn(x0 - rf_uint_as_float(hi << 16), x1 - rf_uint_as_float(hi & 0xffff0000u));
+  } else {
+    hi = rf_pack_half2_rn(x0, x1);
+    lo = rf_pack_half2_rn(x0 - rf_half_bits_to_float((rf_u16)(hi & 0xffffu)),
+                          x1 - rf_half_bits_to_float((rf_u16)(hi >> 16)));
+  }
+}
+RF_DEVICE void rf_mma_bf16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, rf_u32 a3, rf_u32 b0, rf_u32 b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// The 16-bit pages' q: pairs as rf_q_pairs_h16 (same scaling by 2^-qe), each split into hi
+// (qa) and lo (ql) pairs of bfloat16 (BF) or float16, so that K (exact in its own type)
+// times hi + lo carries about 16 (22) bits of q.  Returns 2^qe.
+template <bool BF>
+RF_DEVICE float rf_q_pairs_split(const float (&qv)[32], bool valid, rf_u32 (&qa)[8][2], rf_u32 (&ql)[8][2]) {
+  float amax = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 32; ++k) amax = rf_fmaxf(amax, rf_fabsf(qv[k]));
+  amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
+  amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
+  const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
+  const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int p = 2 * j + e;
+      rf_u32 hi, lo;
+      rf_split_x2<BF>(qv[2 * p] * qs, qv[2 * p + 1] * qs, hi, lo);
+      qa[j][e] = valid ? hi : 0u;
+      ql[j][e] = valid ? lo : 0u;
+    }
+  }
+  return rf_uint_as_float((rf_u32)eb << 23);
+}
 // Value v (0..15, compile time after unrolling) of a V unit at two positions a, b: float16x2
 // (a low, b high).  w*[0..NC-1]: the unit's codes from bit 0 (FP6: values at bits 6 v; FP4:
 // value v in byte v % 8, low nibble for v < 8; E4M3: byte v); FP6 also w*[NC], w*[NC + 1]:
@@ -1069,10 +1116,11 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   constexpr int SL = HW * HB;                         // the workgroup's slice of a position
   static_assert(SL % 16 == 0, "4 heads of MX blocks are whole 16-byte chunks");
   constexpr int NCH = SL / 16;                        // chunks per position
-  // float16 pages: positions 16 bytes apart beyond their slice, so that the 8 rows an
-  // ldmatrix reads (8 positions) fall on different banks; MX slices stay packed
-  constexpr bool F16 = F::bits == 16;
-  constexpr int PAD = F16 ? 16 : 0;
+  // 16-bit pages (float16, bfloat16): positions 16 bytes apart beyond their slice, so that
+  // the 8 rows an ldmatrix reads (8 positions) fall on different banks; MX slices stay packed
+  constexpr bool P16 = F::bits == 16;
+  constexpr bool BF = P16 && F::ebits == 8;           // bfloat16 (else float16) mma operands
+  constexpr int PAD = P16 ? 16 : 0;
   constexpr int PS = SL + PAD;                        // shared-memory bytes per position
   constexpr int BUFW = (16 * PS + 16) / 4;            // words per buffer (+16 bytes read slack)
   constexpr int NST = 3;
@@ -1191,7 +1239,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   else
     first_pages(split * split_tiles);
   float qv[32];
-  if constexpr (F16) {   // pair p = values 16 (p / 2) + 2 t4 + 8 (p % 2) + {0, 1}: ldmatrix's K order
+  if constexpr (P16) {   // pair p = values 16 (p / 2) + 2 t4 + 8 (p % 2) + {0, 1}: ldmatrix's K order
     const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 2 * t4;
 #pragma unroll
     for (int m = 0; m < 8; ++m) {
@@ -1213,10 +1261,11 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // ---- Q^T (B operand, column g = query head qh0 + g): pairs of block t4 as the K lanes,
   // scaled by 2^-qe (max |q| of the head in [1, 2)); qfh[e]: 2^qe * scale (x log2 e without
   // a softcap) of heads 2 t4 + e, the columns of this lane's scores.
-  rf_u32 qb[8][2];
+  rf_u32 qb[8][2], ql[8][2];   // ql: the 16-bit pages' lo parts of q
   float qfh[2];
   {
-    const float qf = rf_q_pairs_h16<F>(qv, g < group, qb) * scale * (softcap > 0.0f ? 1.0f : RF_LOG2E);
+    const float qf = (P16 ? rf_q_pairs_split<BF>(qv, g < group, qb, ql) : rf_q_pairs_h16<F>(qv, g < group, qb)) *
+                     scale * (softcap > 0.0f ? 1.0f : RF_LOG2E);
 #pragma unroll
     for (int e = 0; e < 2; ++e)
       qfh[e] = __shfl_sync(0xffffffffu, qf, 4 * (2 * t4 + e));
@@ -1251,13 +1300,19 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     // S^T = K Q^T
     float sfp[2] = {1.0f, 1.0f};       // the position's K reference scale (MX)
     float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if constexpr (F16) {   // A = K straight from shared memory: position l % 16, values + 8 (l / 16)
+    if constexpr (P16) {   // A = K straight from shared memory: position l % 16, values + 8 (l / 16)
       const rf_u32 ka = rf_smem_u32(kwds) + (rf_u32)((lane & 15) * PS + w * HB + 16 * (lane >> 4));
 #pragma unroll
       for (int m = 0; m < 8; ++m) {
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4(ka + 32u * (rf_u32)m, a0, a1, a2, a3);
-        rf_mma_f16_full(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
+        if constexpr (BF) {
+          rf_mma_bf16_full(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
+          rf_mma_bf16_full(sc, a0, a1, a2, a3, ql[m][0], ql[m][1]);
+        } else {
+          rf_mma_f16_full(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
+          rf_mma_f16_full(sc, a0, a1, a2, a3, ql[m][0], ql[m][1]);
+        }
       }
     } else {
       rf_u32 wd[2][NWO], fk[2];
@@ -1323,18 +1378,35 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       p[1][e] = rf_exp2f(s[1][e] - mr);
       l_run[e] += p[0][e] + p[1][e];
     }
-    const rf_u32 pb0 = rf_movmatrix_t(rf_pack_half2_rn(p[0][0], p[0][1]));
-    const rf_u32 pb1 = rf_movmatrix_t(rf_pack_half2_rn(p[1][0], p[1][1]));
+    rf_u32 pb0, pb1, pl0 = 0u, pl1 = 0u;   // P^T (16-bit pages: hi pb, lo pl)
+    if constexpr (P16) {
+      rf_u32 h0, l0, h1, l1;
+      rf_split_x2<BF>(p[0][0], p[0][1], h0, l0);
+      rf_split_x2<BF>(p[1][0], p[1][1], h1, l1);
+      pb0 = rf_movmatrix_t(h0);
+      pb1 = rf_movmatrix_t(h1);
+      pl0 = rf_movmatrix_t(l0);
+      pl1 = rf_movmatrix_t(l1);
+    } else {
+      pb0 = rf_movmatrix_t(rf_pack_half2_rn(p[0][0], p[0][1]));
+      pb1 = rf_movmatrix_t(rf_pack_half2_rn(p[1][0], p[1][1]));
+    }
 
     // O^T += V^T P^T
-    if constexpr (F16) {   // A = V^T by transposing loads: position (l % 8) + 8 (l / 16), values + 8 ((l / 8) % 2)
+    if constexpr (P16) {   // A = V^T by transposing loads: position (l % 8) + 8 (l / 16), values + 8 ((l / 8) % 2)
       const rf_u32 va = rf_smem_u32(vwds) +
                         (rf_u32)(((lane & 7) + 8 * (lane >> 4)) * PS + w * HB + 16 * ((lane >> 3) & 1));
 #pragma unroll
       for (int i = 0; i < 8; ++i) {   // values 16 i .. 16 i + 15 of the head
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4_trans(va + 32u * (rf_u32)i, a0, a1, a2, a3);
-        rf_mma_f16_full(o[i], a0, a1, a2, a3, pb0, pb1);
+        if constexpr (BF) {
+          rf_mma_bf16_full(o[i], a0, a1, a2, a3, pb0, pb1);
+          rf_mma_bf16_full(o[i], a0, a1, a2, a3, pl0, pl1);
+        } else {
+          rf_mma_f16_full(o[i], a0, a1, a2, a3, pb0, pb1);
+          rf_mma_f16_full(o[i], a0, a1, a2, a3, pl0, pl1);
+        }
       }
     } else {
       rf_u32 cw[4][NC + 2], vsb[4];
@@ -1402,7 +1474,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     l_run[e] += rf_shfl_xor_f(l_run[e], 8);
     l_run[e] += rf_shfl_xor_f(l_run[e], 16);
   }
-  const float fo = F16 ? 1.0f : rf_e8m0_to_float((rf_u32)ev_run);
+  const float fo = P16 ? 1.0f : rf_e8m0_to_float((rf_u32)ev_run);
   rf_cp_async_wait_all();
   rf_barrier();                         // every warp is done with the tiles
   float* so = (float*)&sm[0][0][0] + w * 8 * D;
@@ -1417,8 +1489,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       for (int i = 0; i < 8; ++i) {
         // O^T rows g and g + 8 of mma i: MX unit g's values i and i + 8; float16 pages:
         // values 16 i + g and 16 i + g + 8
-        so[h * D + rf_staged_swz(F16 ? 16 * i + g : K::elem(g, i), h)] = o[i][e] * f;
-        so[h * D + rf_staged_swz(F16 ? 16 * i + g + 8 : K::elem(g, i + 8), h)] = o[i][2 + e] * f;
+        so[h * D + rf_staged_swz(P16 ? 16 * i + g : K::elem(g, i), h)] = o[i][e] * f;
+        so[h * D + rf_staged_swz(P16 ? 16 * i + g + 8 : K::elem(g, i + 8), h)] = o[i][2 + e] * f;
       }
       if (g == 0) {
         part_ml[row * 2] = m_run[e];
@@ -1477,6 +1549,7 @@ RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
 RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4)
 RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3)
 RF_ATTN_STAGED(f16, rf_fmt_f16_pages)
+RF_ATTN_STAGED(bf16, rf_fmt_bf16_pages)
 
 #endif
 

@@ -136,10 +136,10 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
 def staged_shared_bytes(dtype) -> int:
     """Dynamic shared memory of a staged workgroup: STAGED_STAGES tiles of K and V, 16
     positions x 4 KV heads x 128 values each, plus 16 bytes of read slack (MXFP6: 38.5 KB,
-    MXFP4: 26.2 KB, MXFP8_E4M3: 50.8 KB); F16 positions sit 16 bytes apart beyond their
-    1024 bytes, so that ldmatrix rows fall on different banks (F16: 97.6 KB)."""
+    MXFP4: 26.2 KB, MXFP8_E4M3: 50.8 KB); F16 / BF16 positions sit 16 bytes apart beyond
+    their 1024 bytes, so that ldmatrix rows fall on different banks (97.6 KB)."""
     dt = KvCacheDtype.parse(dtype)
-    pad = 16 if dt is KvCacheDtype.F16 else 0
+    pad = 16 if dt in (KvCacheDtype.F16, KvCacheDtype.BF16) else 0
     return STAGED_STAGES * 2 * (16 * (dt.row_bytes(STAGED_HEADS * 128) + pad) + 16)
 
 

@@ -127,7 +127,7 @@ for _t in KV_DTYPE_NAMES:
 KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)
 # attn_staged_<dtype>_d128: NVIDIA sm_80+ (cp.async + float16 mma; MXFP8_E4M3 sm_89+), 128
 # threads per workgroup, dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
-STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3", "f16")
+STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3", "f16", "bf16")
 STAGED_THREADS = 128
 ATTN_STAGED_SIGNATURE = (
     ("part_o", _P), ("part_ml", _P), ("q", _P), ("k_pages", _P), ("v_pages", _P),
