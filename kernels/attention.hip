@@ -981,8 +981,11 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 //   value at two positions; cvt.rn.f16x2.e4m3x2 makes the float16 pair (exact, NaN kept),
 //   so the scale factors are 2^(e - e_ref) (EBIAS 15).
 // * The partial results leave through shared memory as coalesced 16-byte stores.
-// The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4 (MXFP8_E4M3 on
-// sm_89+) pages at head_dim 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0
+// * F16 / BF16 pages: no decoding; A = K and A = V^T come from shared memory through
+//   ldmatrix (.trans for V), positions 16 bytes apart beyond their slice (bank-conflict-free
+//   rows), and q and p are hi + lo pairs of the page type, two mma per product.
+// The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4/F16/BF16 (MXFP8_E4M3
+// on sm_89+) pages at head_dim 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0
 // on NVIDIA sm_80+.
 #define RF_STAGED_THREADS 128
 // The tile buffers, NST x (K, V) x BUFW words, in dynamic shared memory (MXFP8 needs 50.8 KB,
