@@ -269,9 +269,9 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     tiles per split) or "split" (per = positions per split).  ``n_splits`` forces the count
     (a graph captured at one length and replayed at others keeps its launch shape).
     ``body``: "auto" (staged wherever ``staged_unsupported`` allows, at every length and
-    batch: on an H100 it ran 1.16-1.65x faster than the split kernels on every shape
-    measured, MXFP6/MXFP4/MXFP8 x batch 1-16 x 64-8192 positions; else split), "staged"
-    (ValueError naming the reason where it cannot run) or "split"."""
+    batch: on an H100 it ran 1.12-1.75x faster than the split kernels on every shape
+    measured, MXFP6/MXFP4/MXFP8/F16/BF16 x batch 1-16 x 64-32768 positions; else split),
+    "staged" (ValueError naming the reason where it cannot run) or "split"."""
     dtype = KvCacheDtype.parse(dtype)
     if body not in ("auto", "staged", "split"):
         raise ValueError(f"body must be 'auto', 'staged' or 'split', got {body!r}")

@@ -125,8 +125,9 @@ for _t in KV_DTYPE_NAMES:
         for _g in ATTN_GROUPS:
             KERNELS[f"attn_decode_{_t}_d{_d}_g{_g}"] = ("attention", ATTN_DECODE_SIGNATURE)
 KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)
-# attn_staged_<dtype>_d128: NVIDIA sm_80+ (cp.async + float16 mma; MXFP8_E4M3 sm_89+), 128
-# threads per workgroup, dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
+# attn_staged_<dtype>_d128: NVIDIA sm_80+ (cp.async + float16 / bfloat16 mma; MXFP8_E4M3
+# sm_89+), 128 threads per workgroup, dynamic shared memory
+# (rocmforge.ops.attention.staged_shared_bytes)
 STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3", "f16", "bf16")
 STAGED_THREADS = 128
 ATTN_STAGED_SIGNATURE = (

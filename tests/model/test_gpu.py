@@ -217,8 +217,8 @@ def test_gemma_shaped_paged_kv_decode_gpu_vs_cpu(tmp_path, gpu_kind, kv):
 def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv):
     """A Gemma-shaped model with 8 query heads, 4 KV heads of head_dim 128 and n_ctx 4100:
     every layer, the sliding-window ones included, decodes through the staged attention
-    kernel on NVIDIA sm_80+ (MX, F16 and BF16 pages); 1 + 15 decode steps, eager and replayed, against the CPU
-    Transformer."""
+    kernel on NVIDIA sm_80+ (MX, F16 and BF16 pages); 1 + 15 decode steps, eager and
+    replayed, against the CPU Transformer."""
     from rocmforge.ops import attention as attn_ops
     path = _maker().build(tmp_path / "g128.gguf", seed=7, layers=6, vocab=4096, heads=8,
                           kv_heads=4, head_dim=128)
