@@ -685,15 +685,20 @@ RF_DEVICE void rf_load_q32(const float* __restrict__ qg, float (&qv)[32]) {
 // j takes pairs 2j, 2j + 1), scaled by 2^-qe so that max |q| of the head (its 4 lanes t4,
 // xor 1 and 2) lies in [1, 2) and float16's range never clips it; zero when !valid.
 // Returns 2^qe, the factor of the head's scores.
-template <class F>
-RF_DEVICE float rf_q_pairs_h16(const float (&qv)[32], bool valid, rf_u32 (&qa)[8][2]) {
-  typedef rf_h16<F> H;
+// The biased exponent eb of max |q| over a head's 128 values (this lane's 32 and lanes t4
+// xor 1, 2), clamped to [1, 253]: q x 2^(127 - eb) has its largest magnitude in [1, 2).
+RF_DEVICE int rf_q_exponent(const float (&qv)[32]) {
   float amax = 0.0f;
 #pragma unroll
   for (int k = 0; k < 32; ++k) amax = rf_fmaxf(amax, rf_fabsf(qv[k]));
   amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
   amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
-  const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
+  return rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
+}
+template <class F>
+RF_DEVICE float rf_q_pairs_h16(const float (&qv)[32], bool valid, rf_u32 (&qa)[8][2]) {
+  typedef rf_h16<F> H;
+  const int eb = rf_q_exponent(qv);
   const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -1059,12 +1064,7 @@ RF_DEVICE void rf_mma_bf16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, 
 // times hi + lo carries about 16 (22) bits of q.  Returns 2^qe.
 template <bool BF>
 RF_DEVICE float rf_q_pairs_split(const float (&qv)[32], bool valid, rf_u32 (&qa)[8][2], rf_u32 (&ql)[8][2]) {
-  float amax = 0.0f;
-#pragma unroll
-  for (int k = 0; k < 32; ++k) amax = rf_fmaxf(amax, rf_fabsf(qv[k]));
-  amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 1));
-  amax = rf_fmaxf(amax, rf_shfl_xor_f(amax, 2));
-  const int eb = rf_min_i32(rf_max_i32((int)(rf_float_as_uint(amax) >> 23) & 0xff, 1), 253);
+  const int eb = rf_q_exponent(qv);
   const float qs = rf_uint_as_float((rf_u32)(254 - eb) << 23);
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
