@@ -1054,10 +1054,15 @@ RF_DEVICE void rf_split_x2(float x0, float x1, rf_u32& hi, rf_u32& lo) {
                           x1 - rf_half_bits_to_float((rf_u16)(hi >> 16)));
   }
 }
-RF_DEVICE void rf_mma_bf16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, rf_u32 a3, rf_u32 b0, rf_u32 b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+// rf_mma_f16_full with bfloat16 operands (BF) or float16 ones.
+template <bool BF>
+RF_DEVICE void rf_mma_16_full(float (&c)[4], rf_u32 a0, rf_u32 a1, rf_u32 a2, rf_u32 a3, rf_u32 b0, rf_u32 b1) {
+  if constexpr (BF)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  else
+    rf_mma_f16_full(c, a0, a1, a2, a3, b0, b1);
 }
 // The 16-bit pages' q: pairs as rf_q_pairs_h16 (same scaling by 2^-qe), each split into hi
 // (qa) and lo (ql) pairs of bfloat16 (BF) or float16, so that K (exact in its own type)
@@ -1309,13 +1314,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       for (int m = 0; m < 8; ++m) {
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4(ka + 32u * (rf_u32)m, a0, a1, a2, a3);
-        if constexpr (BF) {
-          rf_mma_bf16_full(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
-          rf_mma_bf16_full(sc, a0, a1, a2, a3, ql[m][0], ql[m][1]);
-        } else {
-          rf_mma_f16_full(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
-          rf_mma_f16_full(sc, a0, a1, a2, a3, ql[m][0], ql[m][1]);
-        }
+        rf_mma_16_full<BF>(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
+        rf_mma_16_full<BF>(sc, a0, a1, a2, a3, ql[m][0], ql[m][1]);
       }
     } else {
       rf_u32 wd[2][NWO], fk[2];
@@ -1403,13 +1403,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       for (int i = 0; i < 8; ++i) {   // values 16 i .. 16 i + 15 of the head
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4_trans(va + 32u * (rf_u32)i, a0, a1, a2, a3);
-        if constexpr (BF) {
-          rf_mma_bf16_full(o[i], a0, a1, a2, a3, pb0, pb1);
-          rf_mma_bf16_full(o[i], a0, a1, a2, a3, pl0, pl1);
-        } else {
-          rf_mma_f16_full(o[i], a0, a1, a2, a3, pb0, pb1);
-          rf_mma_f16_full(o[i], a0, a1, a2, a3, pl0, pl1);
-        }
+        rf_mma_16_full<BF>(o[i], a0, a1, a2, a3, pb0, pb1);
+        rf_mma_16_full<BF>(o[i], a0, a1, a2, a3, pl0, pl1);
       }
     } else {
       rf_u32 cw[4][NC + 2], vsb[4];
