@@ -26,8 +26,9 @@
 // On NVIDIA sm_80+ the MX kernels at head_dim 128 use tensor-core bodies instead (same
 // entry points, work split and partial results): float16 mma for MXFP6/MXFP4, TF32 mma for
 // MXFP8 (below).  NVIDIA sm_80+ also has a staged kernel for MXFP6/MXFP4 (and MXFP8_E4M3 on
-// sm_89+) at head_dim 128 (attn_staged_*, below: a workgroup per 4 KV heads, pages copied
-// to shared memory with cp.async), with the same partial results.
+// sm_89+) at head_dim 128 (attn_staged_*, below: a workgroup per 4 KV heads, or per 1 or 2
+// where those are all the heads; pages copied to shared memory with cp.async), with the same
+// partial results.
 // Kernel 2, attn_combine: one workgroup per (sequence, query head, NV values) merges the
 // splits: out = sum_s 2^(M_s - M) acc_s / sum_s 2^(M_s - M) L_s.  Softmax runs in base 2
 // (scores times log2 e).
@@ -51,13 +52,15 @@
 //                const float* part_ml,  // (n_rows, n_splits, 2)
 //                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * head_dim / NV,
 //                NV = min(head_dim, 1024 / (largest power of two <= min(n_splits, 32)))
-//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3>_d128(  NVIDIA sm_80+ only (MXFP8:
-//       sm_89+); 128 threads; dynamic shared memory: staged_shared_bytes(dtype) (Python);
+//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3|f16|bf16>_d128[_h2|_h1](  NVIDIA
+//       sm_80+ only (MXFP8: sm_89+); HW = 4 (no suffix), 2 or 1 KV heads a workgroup, 32 HW
+//       threads; dynamic shared memory: staged_shared_bytes(dtype, HW) (Python);
 //       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
-//       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // n_kv_heads % 4 == 0, group <= 8   n_splits *
-//       rf_i32 page_size, rf_i32 row_bytes,           // both multiples of 16              n_kv_heads / 4
+//       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // HW 4: n_kv_heads % 4 == 0;        n_splits *
+//                                                     // HW 1, 2: n_kv_heads == HW         n_kv_heads / HW
+//       rf_i32 page_size, rf_i32 row_bytes,           // page_size % 16 == 0; HW 4: row_bytes % 16 == 0
 //       rf_i32 table_stride, rf_i32 n_splits, rf_i32 split_tiles,   // 16-position tiles per split
-//       rf_i32 window, float scale, float softcap)
+//       rf_i32 window, float scale, float softcap)    // group <= 8
 #include "rocmforge/mx.h"
 
 #define RF_THREADS 256
@@ -955,16 +958,20 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 // attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4>_d128: pages staged in shared memory, both
 // products as float16 mma.m16n8k16 with the operands transposed so that no register of
 // an mma is padding.  Same partial results as the other bodies (acc relative to M, M, L).
-// * Workgroup = (sequence b, split, group of 4 KV heads), 128 threads; warp w serves KV head
-//   4 * hg + w and the whole group of query heads that reads it (group <= 8).
+// * Workgroup = (sequence b, split, group of HW KV heads), 32 HW threads; warp w serves KV
+//   head HW * hg + w and the whole group of query heads that reads it (group <= 8).  HW = 4,
+//   or 1 / 2 where those are all the KV heads (the _h1 / _h2 kernels: whole page rows).
 // * The attended range is walked in 16-position tiles aligned to multiples of 16 (a tile
 //   lies inside one page: page_size % 16 == 0); a split is `split_tiles` tiles from the
-//   tile holding the range's first position.  For each tile the 128 threads copy the 4
-//   heads' K and V slices (16 x 4 x HB bytes each, one contiguous 16-byte-aligned run per
-//   position: row_bytes % 16 == 0) into shared memory with cp.async, 16 bytes at a time,
-//   zero-filling positions outside [start, len) (a stale page slot never puts a NaN into
-//   P V).  Three buffers: the tiles one and two steps ahead are in flight while a tile is
-//   computed; the page-table entry is read a step before its copy is issued.
+//   tile holding the range's first position.  For each tile the threads copy the HW heads'
+//   K and V slices (16 x HW x HB bytes each) into shared memory with cp.async, 16 bytes at a
+//   time, zero-filling positions outside [start, len) (a stale page slot never puts a NaN
+//   into P V).  4 heads: one contiguous 16-byte-aligned run per position (row_bytes % 16 ==
+//   0).  Whole rows of 1 or 2 heads (MX rows of 68-264 bytes need not be 16-byte multiples):
+//   the tile is one contiguous run of 16 row_bytes bytes, copied in 16-byte chunks, or word by
+//   word with exact zero-filling where the tile has positions outside the range.  Three
+//   buffers: the tiles one and two steps ahead are in flight while a tile is computed; the
+//   page-table entry is read a step before its copy is issued.
 // * S^T = K Q^T (A = K: lane (g, t4) holds MX block t4 of positions g and g + 8, pairs
 //   of values as in rf_attn_decode_h16; B = Q^T: column g = query head g, the same pairs of
 //   q; C: positions g, g + 8 x heads 2 t4, 2 t4 + 1).  K block scales: relative to the
@@ -990,9 +997,8 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 //   ldmatrix (.trans for V), positions 16 bytes apart beyond their slice (bank-conflict-free
 //   rows), and q and p are hi + lo pairs of the page type, two mma per product.
 // The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4/F16/BF16 (MXFP8_E4M3
-// on sm_89+) pages at head_dim 128 with n_kv_heads % 4 == 0, group <= 8 and page_size % 16 == 0
-// on NVIDIA sm_80+.
-#define RF_STAGED_THREADS 128
+// on sm_89+) pages at head_dim 128 with n_kv_heads % 4 == 0 or n_kv_heads in {1, 2}, group <= 8
+// and page_size % 16 == 0 on NVIDIA sm_80+.
 // The tile buffers, NST x (K, V) x BUFW words, in dynamic shared memory (MXFP8 needs 50.8 KB,
 // above the 48 KB of a static array): the launcher passes staged_shared_bytes(dtype).
 extern __shared__ __align__(16) rf_u32 rf_staged_smem[];
@@ -1004,6 +1010,10 @@ RF_DEVICE rf_u32 rf_smem_u32(const void* p) { return (rf_u32)__cvta_generic_to_s
 RF_DEVICE void rf_cp_async16(rf_u32 dst, const void* src, rf_u32 src_bytes) {
   asm volatile("cp.async.cg.shared.global" RF_CP_ASYNC_L2 " [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes)
                : "memory");
+}
+// 4 bytes (the first src_bytes of them from global memory, the rest zero)
+RF_DEVICE void rf_cp_async4(rf_u32 dst, const void* src, rf_u32 src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
 RF_DEVICE void rf_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 RF_DEVICE void rf_cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
@@ -1110,7 +1120,7 @@ RF_DEVICE rf_u32 rf_h16_cross(const rf_u32 (&wa)[NC + 2], const rf_u32 (&wb)[NC 
   return rf_h16_from<F>(__byte_perm(wa[wi], wb[wi], sel), o);
 }
 
-template <class F>
+template <class F, int HW>
 RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restrict__ part_ml,
                                      const float* __restrict__ q, const rf_u8* __restrict__ k_pages,
                                      const rf_u8* __restrict__ v_pages, const rf_i32* __restrict__ page_table,
@@ -1119,11 +1129,15 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
                                      rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {
   typedef rf_kv_fmt<3, F> K;
   typedef rf_h16<F> H;
-  constexpr int D = 128, HW = 4, BB = F::block_bytes;
+  constexpr int D = 128, BB = F::block_bytes, NT = 32 * HW;
   constexpr int HB = D / RF_MX_BLOCK * BB;            // bytes of one head of one position
   constexpr int SL = HW * HB;                         // the workgroup's slice of a position
-  static_assert(SL % 16 == 0, "4 heads of MX blocks are whole 16-byte chunks");
-  constexpr int NCH = SL / 16;                        // chunks per position
+  // RUN: a slice that is not whole 16-byte chunks (MX pages with 1 or 2 KV heads a workgroup);
+  // the launcher then makes the workgroup hold whole rows (HW == n_kv_heads, row_bytes == SL),
+  // so that a tile is one contiguous run of 16 SL bytes (see issue() below)
+  constexpr bool RUN = SL % 16 != 0;
+  static_assert(SL % 4 == 0, "a slice is whole 4-byte words");
+  constexpr int NCH = SL / 16;                        // chunks per position (slices, !RUN)
   // 16-bit pages (float16, bfloat16): positions 16 bytes apart beyond their slice, so that
   // the 8 rows an ldmatrix reads (8 positions) fall on different banks; MX slices stay packed
   constexpr bool P16 = F::bits == 16;
@@ -1165,21 +1179,21 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   tc[0] = clock64();
 #endif
 
-  // ---- this thread's chunks of a tile: chunk c = tid + 128 i (i < CPK) of the K slices
+  // ---- this thread's chunks of a tile: chunk c = tid + NT i (i < CPK) of the K slices
   // and the same chunk of the V slices: position p = c / NCH, 16-byte piece j = c % NCH;
-  // goff = p * row_bytes + 16 j (a multiple of 16) | p.
-  constexpr int CPK = (16 * NCH + RF_STAGED_THREADS - 1) / RF_STAGED_THREADS;
+  // goff = p * row_bytes + 16 j (a multiple of 16) | p.  (RUN: chunk c of the tile's run.)
+  constexpr int CPK = RUN ? (SL + NT - 1) / NT : (16 * NCH + NT - 1) / NT;
   constexpr int BUFB = BUFW * 4;                      // bytes per buffer
   rf_i32 goff[CPK];
 #pragma unroll
   for (int i = 0; i < CPK; ++i) {
-    const int c = tid + RF_STAGED_THREADS * i, p = c / NCH;
-    goff[i] = (p * row_bytes + 16 * (c - p * NCH)) | p;
+    const int c = tid + NT * i, p = RUN ? 0 : c / NCH;
+    goff[i] = RUN ? 16 * c : (p * row_bytes + 16 * (c - p * NCH)) | p;
   }
-  const bool last_ok = tid + RF_STAGED_THREADS * (CPK - 1) < 16 * NCH;  // the last i has a chunk
+  const bool last_ok = tid + NT * (CPK - 1) < (RUN ? SL : 16 * NCH);  // the last i has a chunk
   const rf_u32 sm_t = rf_smem_u32(&sm[0][0][0]) + 16u * (rf_u32)tid;
 #if defined(RF_STAGED_NOCOPY)   // timing experiment only (docs/KV_CACHE.md): the arithmetic alone
-  for (int i = tid; i < NST * 2 * BUFW; i += RF_STAGED_THREADS) (&sm[0][0][0])[i] = 0x01010101u;
+  for (int i = tid; i < NST * 2 * BUFW; i += NT) (&sm[0][0][0])[i] = 0x01010101u;
   rf_barrier();
   auto issue = [&](int, int, int, int) { rf_cp_async_commit(); };
 #else
@@ -1193,10 +1207,19 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #pragma unroll
         for (int i = 0; i < CPK; ++i) {
           if (i < CPK - 1 || last_ok) {
-            const rf_u32 d = dst + 16u * RF_STAGED_THREADS * i + (rf_u32)(PAD * (goff[i] & 15));
+            const rf_u32 d = dst + 16u * NT * i + (rf_u32)(PAD * (goff[i] & 15));
             rf_cp_async16(d, kb + (goff[i] & ~15), 16u);
             rf_cp_async16(d + BUFB, vb + (goff[i] & ~15), 16u);
           }
+        }
+      } else if constexpr (RUN) {                       // word by word, zero-filling positions
+        const rf_u32 d0 = rf_smem_u32(&sm[0][0][0]) + (rf_u32)(st * 2 * BUFB);   // outside [start, len)
+#pragma unroll 1
+        for (int u = tid; u < 4 * SL; u += NT) {        // word u of the run: position u / (SL / 4)
+          const int pos = 16 * T + u / (SL / 4);
+          const rf_u32 n = pos >= start && pos < len ? 4u : 0u;
+          rf_cp_async4(d0 + 4u * (rf_u32)u, kb + 4 * u, n);
+          rf_cp_async4(d0 + 4u * (rf_u32)u + BUFB, vb + 4 * u, n);
         }
       } else {                                          // zero-fill positions outside [start, len)
 #pragma unroll
@@ -1204,7 +1227,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
           if (i < CPK - 1 || last_ok) {
             const int pos = 16 * T + (goff[i] & 15);
             const rf_u32 n = pos >= start && pos < len ? 16u : 0u;
-            const rf_u32 d = dst + 16u * RF_STAGED_THREADS * i + (rf_u32)(PAD * (goff[i] & 15));
+            const rf_u32 d = dst + 16u * NT * i + (rf_u32)(PAD * (goff[i] & 15));
             rf_cp_async16(d, kb + (goff[i] & ~15), n);
             rf_cp_async16(d + BUFB, vb + (goff[i] & ~15), n);
           }
@@ -1527,21 +1550,27 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #endif
 }
 
-// Workgroups per multiprocessor the compiler must fit (caps registers at 65536 / (128 x N)).
+// Workgroups of 4 warps per multiprocessor the compiler must fit (caps registers at 65536 /
+// (128 x N)); the 1- and 2-warp kernels get the same cap.
 #ifndef RF_ATTN_STAGED_OCCUPANCY
 #define RF_ATTN_STAGED_OCCUPANCY 4
 #endif
-#define RF_ATTN_STAGED(NAME, FMT)                                                                   \
-  RF_KERNEL __launch_bounds__(RF_STAGED_THREADS, RF_ATTN_STAGED_OCCUPANCY) attn_staged_##NAME##_d128( \
+// attn_staged_<dtype>_d128<SUFFIX>: HW KV heads (warps) a workgroup; SUFFIX "" for 4, _h2, _h1.
+#define RF_ATTN_STAGED_HW(NAME, FMT, HW, SUFFIX)                                                    \
+  RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW) attn_staged_##NAME##_d128##SUFFIX( \
       float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
       const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
       const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads,  \
       rf_i32 n_kv_heads, rf_i32 page_size, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,   \
       rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {                               \
-    rf_attn_decode_staged<FMT>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, n_q_heads, \
-                               n_kv_heads, page_size, row_bytes, table_stride, n_splits, split_tiles,   \
-                               window, scale, softcap);                                                 \
+    rf_attn_decode_staged<FMT, HW>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,       \
+                                   n_q_heads, n_kv_heads, page_size, row_bytes, table_stride,         \
+                                   n_splits, split_tiles, window, scale, softcap);                    \
   }
+#define RF_ATTN_STAGED(NAME, FMT)          \
+  RF_ATTN_STAGED_HW(NAME, FMT, 4, )        \
+  RF_ATTN_STAGED_HW(NAME, FMT, 2, _h2)     \
+  RF_ATTN_STAGED_HW(NAME, FMT, 1, _h1)
 RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
 RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
 RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4)

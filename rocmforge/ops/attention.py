@@ -18,17 +18,24 @@ import numpy as np
 from ..device.buffers import as_device_buffer
 from ..kv.config import CacheConfig, KvCacheDtype
 from ._common import check_aligned
-from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_THREADS, THREADS,
+from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_SUFFIX, THREADS,
                       get_kernel)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
-           "decode_plan", "split_plan", "staged_plan", "staged_shared_bytes", "staged_unsupported",
-           "workspace_bytes"]
+           "decode_plan", "split_plan", "staged_heads", "staged_plan", "staged_shared_bytes",
+           "staged_unsupported", "workspace_bytes"]
 
-STAGED_HEADS = 4        # KV heads per staged workgroup (one warp each)
 STAGED_TILE = 16        # positions per staged step
 STAGED_STAGES = 3       # tile buffers of a staged workgroup (NST in kernels/attention.hip)
-STAGED_TARGET = 2       # staged workgroups per multiprocessor the split plan aims at
+STAGED_TARGET = 2       # 4-head staged workgroups per multiprocessor the split plan aims at
+
+
+def staged_heads(num_kv_heads: int):
+    """KV heads (one warp each) of a staged workgroup: 4 where they divide the KV heads, else
+    all of them where there are 1 or 2 (the workgroup then holds whole page rows, which need
+    not be 16-byte multiples: MXFP6 with 2 heads has 200-byte rows); None otherwise."""
+    n = int(num_kv_heads)
+    return 4 if n % 4 == 0 else n if n in (1, 2) else None
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -124,8 +131,8 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
         return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {arch})"
     if head_dim != 128:
         return f"needs head_dim 128, not {head_dim}"
-    if num_kv_heads % STAGED_HEADS:
-        return f"needs a multiple of {STAGED_HEADS} KV heads, not {num_kv_heads}"
+    if staged_heads(num_kv_heads) is None:
+        return f"needs 1, 2 or a multiple of 4 KV heads, not {num_kv_heads}"
     if group > 8:
         return f"needs at most 8 query heads per KV head, not {group}"
     if page_size % STAGED_TILE:
@@ -133,23 +140,25 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
     return None
 
 
-def staged_shared_bytes(dtype) -> int:
+def staged_shared_bytes(dtype, heads: int = 4) -> int:
     """Dynamic shared memory of a staged workgroup: STAGED_STAGES tiles of K and V, 16
-    positions x 4 KV heads x 128 values each, plus 16 bytes of read slack (MXFP6: 38.5 KB,
-    MXFP4: 26.2 KB, MXFP8_E4M3: 50.8 KB); F16 / BF16 positions sit 16 bytes apart beyond
-    their 1024 bytes, so that ldmatrix rows fall on different banks (97.6 KB)."""
+    positions x ``heads`` KV heads x 128 values each, plus 16 bytes of read slack (4 heads:
+    MXFP6 38.5 KB, MXFP4 26.2 KB, MXFP8_E4M3 50.8 KB); F16 / BF16 positions sit 16 bytes
+    apart beyond their 256 bytes a head, so that ldmatrix rows fall on different banks
+    (4 heads: 97.6 KB)."""
     dt = KvCacheDtype.parse(dtype)
     pad = 16 if dt in (KvCacheDtype.F16, KvCacheDtype.BF16) else 0
-    return STAGED_STAGES * 2 * (16 * (dt.row_bytes(STAGED_HEADS * 128) + pad) + 16)
+    return STAGED_STAGES * 2 * (16 * (dt.row_bytes(int(heads) * 128) + pad) + 16)
 
 
-def staged_plan(max_tiles: int, units: int, n_sms: int):
+def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4):
     """(n_splits, split_tiles) for the staged kernel: ``max_tiles`` 16-position tiles at
-    most per sequence, ``units`` = batch * n_kv_heads / 4 workgroups per split.
+    most per sequence, ``units`` = batch * n_kv_heads / ``heads`` workgroups per split.
 
-    About STAGED_TARGET workgroups per multiprocessor in all with at least 2 tiles per
-    split; but where one workgroup per tile fits on the multiprocessors at once (units x
-    tiles <= n_sms), a tile per split.  Every split pays a pipeline fill and writes partial
+    About STAGED_TARGET workgroups of 4 heads (4 warps) per multiprocessor in all, i.e.
+    STAGED_TARGET * 4 / heads of smaller ones, with at least 2 tiles per split; but where one
+    workgroup per tile fits on the multiprocessors at once (units x tiles <= n_sms x 4 /
+    heads), a tile per split.  Every split pays a pipeline fill and writes partial
     results that attn_combine merges, so fewer, longer splits beat a full wave of 4 per SM.
     Measured on an H100 (MXFP6_E2M3, 8 KV heads, `bench/probe_kv_attention.py --body staged
     --splits N`, us, 2026-11-26; the plan's choice first):
@@ -163,9 +172,10 @@ def staged_plan(max_tiles: int, units: int, n_sms: int):
     (batch 16 x 32k: 8 splits 0.346 ms against 16: 0.363 on earlier kernels.)"""
     n_steps = max(1, int(max_tiles))
     units = max(1, int(units))
-    if units * n_steps <= max(1, n_sms):
+    slots = max(1, n_sms) * (4 // int(heads))   # multiprocessors, in 4-warp workgroups
+    if units * n_steps <= slots:
         return n_steps, 1
-    want = max(1, round(STAGED_TARGET * max(1, n_sms) / units))
+    want = max(1, round(STAGED_TARGET * slots / units))
     s = max(1, min(want, n_steps // 2))
     split_tiles = -(-n_steps // s)
     return -(-n_steps // split_tiles), split_tiles
@@ -239,12 +249,16 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         v_pages = as_device_buffer(v_pages, "decode attention: v_pages")
         check_aligned(k_pages, "decode attention: k_pages")
         check_aligned(v_pages, "decode attention: v_pages")
-        if row_bytes % 16:
+        heads = staged_heads(num_kv_heads)
+        if heads == 4 and row_bytes % 16:
             raise ValueError(f"the staged attention kernel needs row_bytes % 16 == 0, got {row_bytes}")
-        kern = get_kernel(dev, f"attn_staged_{dtype.value}_d{d}")
-        smem = staged_shared_bytes(dtype)
+        if heads < 4 and row_bytes != dtype.row_bytes(heads * d):
+            raise ValueError(f"the staged attention kernel with {heads} KV heads needs whole rows of "
+                             f"{dtype.row_bytes(heads * d)} bytes, got row_bytes {row_bytes}")
+        kern = get_kernel(dev, f"attn_staged_{dtype.value}_d{d}{STAGED_SUFFIX[heads]}")
+        smem = staged_shared_bytes(dtype, heads)
         kern.allow_shared(smem)
-        kern.launch((batch * num_kv_heads // STAGED_HEADS * n_splits,), (STAGED_THREADS,), part_o,
+        kern.launch((batch * num_kv_heads // heads * n_splits,), (32 * heads,), part_o,
                     part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, page_size,
                     row_bytes, page_table.shape[1], n_splits, per, w, scale, cap, stream=stream,
                     shared=smem)
@@ -282,7 +296,6 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
            if body != "split" else "was not asked for")
     if body == "staged" and why is not None:
         raise ValueError(f"the staged attention kernel {why}")
-    units = batch * num_kv_heads // STAGED_HEADS
     if n_splits is not None:
         n_splits = int(n_splits)
         if n_splits < 1:
@@ -290,8 +303,10 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     if why is None:
         # tiles a sequence's attended range can touch: one more when a window starts mid-tile
         max_tiles = -(-eff // STAGED_TILE) + (1 if w else 0)
+        heads = staged_heads(num_kv_heads)
         if n_splits is None:
-            return ("staged",) + staged_plan(max_tiles, units, device.info.multiprocessors)
+            return ("staged",) + staged_plan(max_tiles, batch * num_kv_heads // heads,
+                                             device.info.multiprocessors, heads)
         return "staged", n_splits, -(-max_tiles // n_splits)
     g = max(x for x in ATTN_GROUPS if group % x == 0)
     if n_splits is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 
 THREADS = 256  # work-items per workgroup of every kernel here (RF_LAUNCH_BOUNDS(256)),
-               # except attn_staged_* (STAGED_THREADS)
+               # except attn_staged_* (32 per KV head)
 UNROLL = {"mx_quant": 4, "mx_dequant": 4, "gguf_dequant": 1}  # chunks per thread (RF_UNROLL)
 
 MX_FORMAT_NAMES = ("mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8")
@@ -125,16 +125,17 @@ for _t in KV_DTYPE_NAMES:
         for _g in ATTN_GROUPS:
             KERNELS[f"attn_decode_{_t}_d{_d}_g{_g}"] = ("attention", ATTN_DECODE_SIGNATURE)
 KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)
-# attn_staged_<dtype>_d128: NVIDIA sm_80+ (cp.async + float16 / bfloat16 mma; MXFP8_E4M3
-# sm_89+), 128 threads per workgroup, dynamic shared memory
-# (rocmforge.ops.attention.staged_shared_bytes)
+# attn_staged_<dtype>_d128<suffix>: NVIDIA sm_80+ (cp.async + float16 / bfloat16 mma;
+# MXFP8_E4M3 sm_89+), one warp per KV head of a workgroup: 4 heads (no suffix), 2 (_h2) or 1
+# (_h1); dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
 STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3", "f16", "bf16")
-STAGED_THREADS = 128
+STAGED_SUFFIX = {4: "", 2: "_h2", 1: "_h1"}     # KV heads per workgroup -> kernel name suffix
 ATTN_STAGED_SIGNATURE = (
     ("part_o", _P), ("part_ml", _P), ("q", _P), ("k_pages", _P), ("v_pages", _P),
     ("page_table", _P), ("seq_lens", _P), ("n_q_heads", _I), ("n_kv_heads", _I),
     ("page_size", _I), ("row_bytes", _I), ("table_stride", _I), ("n_splits", _I),
     ("split_tiles", _I), ("window", _I), ("scale", _F), ("softcap", _F))
 for _t in STAGED_DTYPE_NAMES:
-    KERNELS[f"attn_staged_{_t}_d128"] = ("attention", ATTN_STAGED_SIGNATURE)
-    VENDOR_ONLY[f"attn_staged_{_t}_d128"] = "nvidia"
+    for _sfx in STAGED_SUFFIX.values():
+        KERNELS[f"attn_staged_{_t}_d128{_sfx}"] = ("attention", ATTN_STAGED_SIGNATURE)
+        VENDOR_ONLY[f"attn_staged_{_t}_d128{_sfx}"] = "nvidia"

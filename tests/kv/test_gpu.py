@@ -308,13 +308,14 @@ def _need_staged(dev, dtype, hk, gqa, page_size):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("window", [None, 24, 300])
-@pytest.mark.parametrize("hk,gqa", [(4, 1), (8, 4), (4, 8), (12, 2)])
+@pytest.mark.parametrize("hk,gqa", [(4, 1), (8, 4), (4, 8), (12, 2), (2, 6), (1, 8), (2, 1)])
 @pytest.mark.parametrize("page_size", [16, 32])
 @pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
 def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window):
     """attn_staged_* (NVIDIA sm_80+): against the CPU op, the float64 page-walking
     reference and the split kernels, on contexts 1..1037 and a fork; windows that start
-    mid-tile (24) and span several (300)."""
+    mid-tile (24) and span several (300).  1 and 2 KV heads run the _h1 / _h2 kernels
+    (whole rows a workgroup: MX rows of 68-264 bytes, not 16-byte multiples)."""
     _need_staged(gpu, dtype, hk, gqa, page_size)
     rng = np.random.default_rng([page_size, hk, gqa, window or 0, STAGED.index(dtype)])
     host, dcache, sids = build(gpu, dtype, page_size, hk, 128, rng)
@@ -338,13 +339,14 @@ def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("hk,gqa", [(8, 4), (2, 6)])
 @pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
-def test_staged_attention_softcap_and_forced_splits(gpu, dtype):
+def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa):
     """Forced split counts (1, 3, 40, 500: most of them empty) and a softcap."""
-    _need_staged(gpu, dtype, 8, 4, 16)
+    _need_staged(gpu, dtype, hk, gqa, 16)
     rng = np.random.default_rng(7)
-    host, dcache, sids = build(gpu, dtype, 16, 8, 128, rng)
-    q = 4 * rng.standard_normal((len(sids), 32, 128)).astype(np.float32)
+    host, dcache, sids = build(gpu, dtype, 16, hk, 128, rng)
+    q = 4 * rng.standard_normal((len(sids), hk * gqa, 128)).astype(np.float32)
     cpu = decode_attention(host, 0, sids, q, 0.1, window=300, softcap=5.0)
     for n_splits in (None, 1, 3, 40, 500):
         out = capped_attention(gpu, dcache, sids, q, n_splits, body="staged")
@@ -353,28 +355,31 @@ def test_staged_attention_softcap_and_forced_splits(gpu, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,body", [(KvCacheDtype.MXFP6_E2M3, "staged"), (KvCacheDtype.F16, "staged"),
-                                        (KvCacheDtype.BF16, "staged"), (KvCacheDtype.MXFP6_E2M3, "split")],
+@pytest.mark.parametrize("dtype,body,hk", [(KvCacheDtype.MXFP6_E2M3, "staged", 8), (KvCacheDtype.F16, "staged", 8),
+                                           (KvCacheDtype.BF16, "staged", 8), (KvCacheDtype.MXFP6_E2M3, "split", 8),
+                                           (KvCacheDtype.MXFP6_E2M3, "staged", 2), (KvCacheDtype.MXFP4, "staged", 1),
+                                           (KvCacheDtype.MXFP8_E4M3, "staged", 2), (KvCacheDtype.F16, "staged", 1)],
                          ids=str)
-def test_stale_page_slots_never_reach_the_output(gpu, dtype, body):
+def test_stale_page_slots_never_reach_the_output(gpu, dtype, body, hk):
     """A page freed by one sequence and reused by another still holds the old rows (NaN
-    and Inf here) past the new sequence's length: they must not leak into its attention."""
+    and Inf here) past the new sequence's length: they must not leak into its attention.
+    (1 or 2 KV heads: the whole-row kernels zero-fill such a tile word by word.)"""
     if body == "staged":
-        _need_staged(gpu, dtype, 8, 4, 16)
-    cfg = CacheConfig(16, 1, 8, 128, 1, dtype)          # one page: "new" must reuse it
+        _need_staged(gpu, dtype, hk, 4, 16)
+    cfg = CacheConfig(16, 1, hk, 128, 1, dtype)         # one page: "new" must reuse it
     host, dcache = pair(cfg, gpu)
-    bad = np.full((16, 8, 128), np.nan, np.float32)
+    bad = np.full((16, hk, 128), np.nan, np.float32)
     bad[::2] = np.inf
     rng = np.random.default_rng(3)
-    k = rng.standard_normal((5, 8, 128)).astype(np.float32)
-    v = rng.standard_normal((5, 8, 128)).astype(np.float32)
+    k = rng.standard_normal((5, hk, 128)).astype(np.float32)
+    v = rng.standard_normal((5, hk, 128)).astype(np.float32)
     for c in (host, dcache):
         c.allocate("old")
         c.append("old", 0, bad, bad)
         c.free("old")
         c.allocate("new")
         c.append("new", 0, k, v)
-    q = rng.standard_normal((1, 32, 128)).astype(np.float32)
+    q = rng.standard_normal((1, 4 * hk, 128)).astype(np.float32)
     out = attn_ops.decode_attention(dcache, 0, ["new"], q, 0.1, body=body).copy_to_host()
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out, decode_attention(host, 0, ["new"], q, 0.1), rtol=0,
@@ -410,11 +415,18 @@ def test_decode_plan_and_staged_rules():
     assert attn_ops.staged_shared_bytes("mxfp8_e4m3") == 3 * 2 * (16 * 528 + 16) > 48 * 1024
     assert attn_ops.staged_shared_bytes("f16") == 3 * 2 * (16 * (1024 + 16) + 16)
     assert attn_ops.staged_shared_bytes("bf16") == attn_ops.staged_shared_bytes("f16")
+    assert attn_ops.staged_shared_bytes("mxfp6_e2m3", 2) == 3 * 2 * (16 * 200 + 16)
+    assert attn_ops.staged_shared_bytes("f16", 1) == 3 * 2 * (16 * (256 + 16) + 16)
     assert attn_ops.staged_unsupported(Fake86, "f16", 128, 8, 4, 16) is None
+    # 4 heads a workgroup where they divide the KV heads, else whole rows of 1 or 2 heads
+    assert [attn_ops.staged_heads(n) for n in (1, 2, 3, 4, 6, 8, 12)] == [1, 2, None, 4, None, 4, 4]
+    for hk in (1, 2, 4, 12):
+        assert attn_ops.staged_unsupported(Fake, "mxfp6_e2m3", 128, hk, 8, 16) is None
     for args, word in (((Fake86, "mxfp8_e4m3", 128, 8, 4, 16), "sm_89"),
                        ((Fake, "f32", 128, 8, 4, 16), "F32"),
                        ((Fake, "mxfp4", 64, 8, 4, 16), "head_dim"),
-                       ((Fake, "mxfp4", 128, 2, 4, 16), "KV heads"),
+                       ((Fake, "mxfp4", 128, 6, 4, 16), "KV heads"),
+                       ((Fake, "mxfp4", 128, 3, 4, 16), "KV heads"),
                        ((Fake, "mxfp4", 128, 8, 16, 16), "query heads"),
                        ((Fake, "mxfp4", 128, 8, 4, 24), "page_size")):
         assert word in attn_ops.staged_unsupported(*args)
@@ -440,6 +452,9 @@ def test_decode_plan_and_staged_rules():
     # a tile per split where every tile's workgroup fits on the SMs at once (2 x 64 <= 132)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 1024, 1)[1:] == (64, 1)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, 1024, 2)[1:] == (32, 2)
+    # 2-head (2-warp) workgroups: twice as many fit, so the plan aims at twice as many
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 2, 12, 16, 32768, 1)[1:] == (512, 4)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 2, 12, 16, 4096, 1)[1:] == (256, 1)
     # "auto" takes the staged kernel on short ranges too, and the split kernels where the
     # staged one cannot run
     for ctx, batch in ((16, 1), (1024, 1), (4096, 1), (1024, 16)):
