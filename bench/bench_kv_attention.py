@@ -12,8 +12,8 @@ the same shape, in the same run.
 the staged kernel for MXFP6/MXFP4 on NVIDIA sm_80+, else the split kernels), "split" (the
 split kernels forced), "staged" (where it can run).
 
-Shape: 32 query heads, 8 KV heads (--heads HQ HK for others, e.g. 12 2 as in Qwen2.5-1.5B;
-the bars are checked at 32 8 only), head_dim 128, page_size 16, one layer; every sequence of
+Shape: 32 query heads, 8 KV heads (--heads HQ HK for others, e.g. 12 2 as in Qwen2.5-1.5B),
+head_dim 128 (--head-dim 256 as in Gemma 3; the bars are checked at 32 8 x 128 only), page_size 16, one layer; every sequence of
 a batch holds `context` tokens (random normal K/V quantized by kv_write; pages in a random
 order, as a fragmented pool would hand them out).  Times: --iters calls captured
 into one graph (ours: rocmforge.device.Graph; PyTorch: torch.cuda.CUDAGraph), events around a
@@ -44,12 +44,15 @@ MX_BITS = {KvCacheDtype.MXFP8_E4M3: 8.25, KvCacheDtype.MXFP6_E2M3: 6.25,
            KvCacheDtype.MXFP6_E3M2: 6.25, KvCacheDtype.MXFP4: 4.25}
 
 
-def set_heads(hq: int, hk: int):
-    """Query and KV heads of every case from here on (module-wide, as HQ and HK)."""
-    global HQ, HK
+def set_heads(hq: int, hk: int, d: int = 128):
+    """Query heads, KV heads and head_dim of every case from here on (module-wide, as HQ,
+    HK and D)."""
+    global HQ, HK, D
     if hk < 1 or hq < 1 or hq % hk:
         raise SystemExit(f"--heads: query heads ({hq}) must be a positive multiple of the KV heads ({hk})")
-    HQ, HK = hq, hk
+    if d not in attn_ops.ATTN_HEAD_DIMS:
+        raise SystemExit(f"--head-dim: {d} not in {attn_ops.ATTN_HEAD_DIMS}")
+    HQ, HK, D = hq, hk, d
 
 
 def time_ms(dev, fn, iters, repeats, graph=True):
@@ -190,11 +193,11 @@ def torch_sdpa_ms(batch, ctx, iters, repeats):
 
 
 def accuracy(dev, dtypes, rng):
-    """Worst max|GPU - CPU decode_attention| / max|v| per dtype (head_dim 128, standard
-    normal q/K/V, contexts 1..4099, page 16/32, GQA 1/4/8, window none/24): the figure the
-    tests' tolerances are stated against."""
+    """Worst max|GPU - CPU decode_attention| / max|v| per dtype (4 KV heads of head_dim D,
+    standard normal q/K/V, contexts 1..4099, page 16/32, GQA 1/4/8, window none/24): the
+    figure the tests' tolerances are stated against."""
     from rocmforge.kv import KvCache, decode_attention
-    print("\n| dtype | body | worst max|GPU - CPU| / max|v| (head_dim 128) |")
+    print(f"\n| dtype | body | worst max|GPU - CPU| / max|v| (head_dim {D}) |")
     print("|---|---|---:|")
     worst_all = {}
     for dt in dtypes:
@@ -241,11 +244,12 @@ def main(argv=None) -> int:
     ap.add_argument("--bodies", nargs="*", default=["auto"], choices=["auto", "staged", "split"])
     ap.add_argument("--heads", type=int, nargs=2, default=[HQ, HK], metavar=("HQ", "HK"),
                     help="query and KV heads (default 32 8)")
+    ap.add_argument("--head-dim", type=int, default=D, help="head_dim (default 128)")
     ap.add_argument("--accuracy", action="store_true",
                     help="only measure the worst GPU-vs-CPU error of each dtype at head_dim 128")
     args = ap.parse_args(argv)
-    set_heads(*args.heads)
-    bar_shape = (HQ, HK) == (32, 8)
+    set_heads(*args.heads, args.head_dim)
+    bar_shape = (HQ, HK, D) == (32, 8, 128)
     if not device.gpu_available():
         print("no GPU:", device.backend_status())
         return 2
@@ -326,7 +330,7 @@ def main(argv=None) -> int:
     print("\nbars:", "all met" if not fails else "; ".join(fails))
     if args.json:
         args.json.write_text(json.dumps({"device": dev.name, "arch": dev.arch, "date": when,
-                                         "q_heads": HQ, "kv_heads": HK,
+                                         "q_heads": HQ, "kv_heads": HK, "head_dim": D,
                                          "copy_gbs": copy, "memory": mem, "rows": rows,
                                          "fails": fails}, indent=1))
     return 0 if not fails else 1

@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--heads", type=int, nargs=2, default=[32, 8], metavar=("HQ", "HK"),
                     help="query and KV heads (default 32 8)")
+    ap.add_argument("--head-dim", type=int, default=128)
     args = ap.parse_args(argv)
 
     from rocmforge import device
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         os.environ["ROCMFORGE_KERNEL_DIR"] = str(build_variant(args.define, dev.arch))
     import bench_kv_attention as bk
     from rocmforge.ops import attention as attn_ops
-    bk.set_heads(*args.heads)
+    bk.set_heads(*args.heads, args.head_dim)
     if args.no_combine:
         real = attn_ops.get_kernel
 

@@ -1120,7 +1120,7 @@ RF_DEVICE rf_u32 rf_h16_cross(const rf_u32 (&wa)[NC + 2], const rf_u32 (&wb)[NC 
   return rf_h16_from<F>(__byte_perm(wa[wi], wb[wi], sel), o);
 }
 
-template <class F, int HW>
+template <class F, int HW, int D>
 RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restrict__ part_ml,
                                      const float* __restrict__ q, const rf_u8* __restrict__ k_pages,
                                      const rf_u8* __restrict__ v_pages, const rf_i32* __restrict__ page_table,
@@ -1129,7 +1129,12 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
                                      rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {
   typedef rf_kv_fmt<3, F> K;
   typedef rf_h16<F> H;
-  constexpr int D = 128, BB = F::block_bytes, NT = 32 * HW;
+  constexpr int BB = F::block_bytes, NT = 32 * HW;
+  // NBG: groups of 128 values a head has (head_dim 128: 1, 256: 2); each runs as the whole
+  // head of head_dim 128 does (its own K blocks t4 + 4 bg, q scale, V units g + 8 bg, V
+  // reference scale and 8 O^T tiles), and the two score parts are added
+  constexpr int NBG = D / 128;
+  static_assert(D == 128 || (D == 256 && F::bits != 16), "head_dim 128, or 256 for MX pages");
   constexpr int HB = D / RF_MX_BLOCK * BB;            // bytes of one head of one position
   constexpr int SL = HW * HB;                         // the workgroup's slice of a position
   // RUN: a slice that is not whole 16-byte chunks (MX pages with 1 or 2 KV heads a workgroup);
@@ -1269,7 +1274,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     first_pages(t_lo);
   else
     first_pages(split * split_tiles);
-  float qv[32];
+  float qv[NBG][32];
   if constexpr (P16) {   // pair p = values 16 (p / 2) + 2 t4 + 8 (p % 2) + {0, 1}: ldmatrix's K order
     const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 2 * t4;
 #pragma unroll
@@ -1277,35 +1282,41 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const float2 x = *(const float2*)(qg + 16 * m + 8 * e);
-        qv[4 * m + 2 * e] = x.x;
-        qv[4 * m + 2 * e + 1] = x.y;
+        qv[0][4 * m + 2 * e] = x.x;
+        qv[0][4 * m + 2 * e + 1] = x.y;
       }
     }
   } else {
-    rf_load_q32(q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 32 * t4, qv);
+#pragma unroll
+    for (int bg = 0; bg < NBG; ++bg)
+      rf_load_q32(q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 128 * bg + 32 * t4, qv[bg]);
   }
   issue(t_lo, 0, pg0, tin_n);
   issue(t_lo + 1, 1, pg1, tin1);
   pi_n = pi2;
   tin_n = tin2;
 
-  // ---- Q^T (B operand, column g = query head qh0 + g): pairs of block t4 as the K lanes,
-  // scaled by 2^-qe (max |q| of the head in [1, 2)); qfh[e]: 2^qe * scale (x log2 e without
-  // a softcap) of heads 2 t4 + e, the columns of this lane's scores.
-  rf_u32 qb[8][2], ql[8][2];   // ql: the 16-bit pages' lo parts of q
-  float qfh[2];
-  {
-    const float qf = (P16 ? rf_q_pairs_split<BF>(qv, g < group, qb, ql) : rf_q_pairs_h16<F>(qv, g < group, qb)) *
+  // ---- Q^T (B operand, column g = query head qh0 + g): pairs of block t4 (+ 4 bg) as the K
+  // lanes, scaled by 2^-qe (max |q| of the head's 128 values of group bg in [1, 2)); qfh[bg][e]:
+  // 2^qe * scale (x log2 e without a softcap) of heads 2 t4 + e, the columns of this lane's scores.
+  rf_u32 qb[NBG][8][2], ql[8][2];   // ql: the 16-bit pages' lo parts of q
+  float qfh[NBG][2];
+#pragma unroll
+  for (int bg = 0; bg < NBG; ++bg) {
+    const float qf = (P16 ? rf_q_pairs_split<BF>(qv[0], g < group, qb[0], ql)
+                          : rf_q_pairs_h16<F>(qv[bg], g < group, qb[bg])) *
                      scale * (softcap > 0.0f ? 1.0f : RF_LOG2E);
 #pragma unroll
     for (int e = 0; e < 2; ++e)
-      qfh[e] = __shfl_sync(0xffffffffu, qf, 4 * (2 * t4 + e));
+      qfh[bg][e] = __shfl_sync(0xffffffffu, qf, 4 * (2 * t4 + e));
   }
-  float o[8][4];   // O^T: values i, i + 8 of unit g x heads 2 t4, 2 t4 + 1
+  float o[8 * NBG][4];   // O^T: values i, i + 8 of unit g + 8 (i / 8) x heads 2 t4, 2 t4 + 1
 #pragma unroll
-  for (int i = 0; i < 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  for (int i = 0; i < 8 * NBG; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float m_run[2] = {neg_inf, neg_inf}, l_run[2] = {0.0f, 0.0f};
-  int ev_run = 0;  // V reference scale (E8M0), warp-uniform
+  int ev_run[NBG];  // V reference scale (E8M0) of each group of 8 units, warp-uniform
+#pragma unroll
+  for (int bg = 0; bg < NBG; ++bg) ev_run[bg] = 0;
 
   int st = 0;
   for (int T = t_lo; T < t_hi; ++T) {   // uniform over the workgroup
@@ -1328,36 +1339,44 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     continue;
 #endif
 
-    // S^T = K Q^T
-    float sfp[2] = {1.0f, 1.0f};       // the position's K reference scale (MX)
-    float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    // S^T = K Q^T (per group bg of 128 values: sc[bg], scaled by sfp[bg] and qfh[bg])
+    float sfp[NBG][2];                 // the position's K reference scale (MX) in group bg
+    float sc[NBG][4];
+#pragma unroll
+    for (int bg = 0; bg < NBG; ++bg) {
+      sfp[bg][0] = sfp[bg][1] = 1.0f;
+      sc[bg][0] = sc[bg][1] = sc[bg][2] = sc[bg][3] = 0.0f;
+    }
     if constexpr (P16) {   // A = K straight from shared memory: position l % 16, values + 8 (l / 16)
       const rf_u32 ka = rf_smem_u32(kwds) + (rf_u32)((lane & 15) * PS + w * HB + 16 * (lane >> 4));
 #pragma unroll
       for (int m = 0; m < 8; ++m) {
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4(ka + 32u * (rf_u32)m, a0, a1, a2, a3);
-        rf_mma_16_full<BF>(sc, a0, a1, a2, a3, qb[m][0], qb[m][1]);
-        rf_mma_16_full<BF>(sc, a0, a1, a2, a3, ql[m][0], ql[m][1]);
+        rf_mma_16_full<BF>(sc[0], a0, a1, a2, a3, qb[0][m][0], qb[0][m][1]);
+        rf_mma_16_full<BF>(sc[0], a0, a1, a2, a3, ql[m][0], ql[m][1]);
       }
     } else {
-      rf_u32 wd[2][NWO], fk[2];
 #pragma unroll
-      for (int tt = 0; tt < 2; ++tt) {
-        const int ob = (8 * tt + g) * SL + w * HB + t4 * BB;    // byte offset of the block
-        const rf_u32* a = kwds + (ob >> 2);
-        const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
-        rf_u32 raw[NWO];
+      for (int bg = 0; bg < NBG; ++bg) {
+        rf_u32 wd[2][NWO], fk[2];
 #pragma unroll
-        for (int i = 0; i < NWO; ++i) raw[i] = a[i];
-        sfp[tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
-      }
+        for (int tt = 0; tt < 2; ++tt) {
+          const int ob = (8 * tt + g) * SL + w * HB + (4 * bg + t4) * BB;   // byte offset of the block
+          const rf_u32* a = kwds + (ob >> 2);
+          const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
+          rf_u32 raw[NWO];
 #pragma unroll
-      for (int m = 0; m < 8; ++m) {
-        rf_mma_f16_full(sc, rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m), fk[0]),
-                        rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m), fk[1]),
-                        rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m + 1), fk[0]),
-                        rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m + 1), fk[1]), qb[m][0], qb[m][1]);
+          for (int i = 0; i < NWO; ++i) raw[i] = a[i];
+          sfp[bg][tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
+        }
+#pragma unroll
+        for (int m = 0; m < 8; ++m) {
+          rf_mma_f16_full(sc[bg], rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m), fk[0]),
+                          rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m), fk[1]),
+                          rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m + 1), fk[0]),
+                          rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m + 1), fk[1]), qb[bg][m][0], qb[bg][m][1]);
+        }
       }
     }
     // scores (base 2) of positions g + 8 tt, heads 2 t4 + e
@@ -1370,7 +1389,9 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       const bool valid = full || (pos >= start && pos < len);
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        float x = sc[2 * tt + e] * (sfp[tt] * qfh[e]);
+        float x = sc[0][2 * tt + e] * (sfp[0][tt] * qfh[0][e]);
+#pragma unroll
+        for (int bg = 1; bg < NBG; ++bg) x = rf_fmaf(sc[bg][2 * tt + e], sfp[bg][tt] * qfh[bg][e], x);
         if (softcap > 0.0f) x = rf_softcap(x, softcap) * RF_LOG2E;
         s[tt][e] = valid ? x : neg_inf;
         need |= s[tt][e] > m_run[e] + MARGIN;
@@ -1388,7 +1409,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
           const float alpha = rf_exp2f(m_run[e] - m_new);   // 0 when m_run was -inf
           l_run[e] *= alpha;
 #pragma unroll
-          for (int i = 0; i < 8; ++i) {
+          for (int i = 0; i < 8 * NBG; ++i) {
             o[i][e] *= alpha;
             o[i][2 + e] *= alpha;
           }
@@ -1430,11 +1451,13 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
         rf_mma_16_full<BF>(o[i], a0, a1, a2, a3, pl0, pl1);
       }
     } else {
+#pragma unroll
+     for (int bg = 0; bg < NBG; ++bg) {   // V unit g + 8 bg: O^T tiles 8 bg .. 8 bg + 7
       rf_u32 cw[4][NC + 2], vsb[4];
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
-        const int blk = pv * SL + w * HB + (g >> 1) * BB;       // byte offset of the unit's block
+        const int blk = pv * SL + w * HB + (4 * bg + (g >> 1)) * BB;   // byte offset of the unit's block
         const int oc = blk + 1 + (g & 1) * K::CB;                 // ... of its codes
         const rf_u32* a = vwds + (oc >> 2);
         const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
@@ -1453,25 +1476,26 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       }
       const int ev_step = (int)__reduce_max_sync(
           0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
-      if (ev_step > ev_run) {  // warp-uniform
-        const float alpha = rf_exp2f((float)(ev_run - ev_step));
+      if (ev_step > ev_run[bg]) {  // warp-uniform
+        const float alpha = rf_exp2f((float)(ev_run[bg] - ev_step));
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
+        for (int i = 8 * bg; i < 8 * bg + 8; ++i) {
           o[i][0] *= alpha; o[i][1] *= alpha; o[i][2] *= alpha; o[i][3] *= alpha;
         }
-        ev_run = ev_step;
+        ev_run[bg] = ev_step;
       }
-      const rf_u32 f01 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[0] - ev_run),
-                                     rf_h16_pow2(H::EBIAS + (int)vsb[1] - ev_run), 0x5410u);
-      const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run),
-                                     rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run), 0x5410u);
+      const rf_u32 f01 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[0] - ev_run[bg]),
+                                     rf_h16_pow2(H::EBIAS + (int)vsb[1] - ev_run[bg]), 0x5410u);
+      const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run[bg]),
+                                     rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run[bg]), 0x5410u);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        rf_mma_f16_full(o[i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
+        rf_mma_f16_full(o[8 * bg + i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
                         rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i + 8), f01),
                         rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i), f23),
                         rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i + 8), f23), pb0, pb1);
       }
+     }
     }
   }
 
@@ -1495,7 +1519,9 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     l_run[e] += rf_shfl_xor_f(l_run[e], 8);
     l_run[e] += rf_shfl_xor_f(l_run[e], 16);
   }
-  const float fo = P16 ? 1.0f : rf_e8m0_to_float((rf_u32)ev_run);
+  float fo[NBG];
+#pragma unroll
+  for (int bg = 0; bg < NBG; ++bg) fo[bg] = P16 ? 1.0f : rf_e8m0_to_float((rf_u32)ev_run[bg]);
   rf_cp_async_wait_all();
   rf_barrier();                         // every warp is done with the tiles
   float* so = (float*)&sm[0][0][0] + w * 8 * D;
@@ -1505,13 +1531,16 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     const int h = 2 * t4 + e;
     if (h < group) {
       const rf_i64 row = ((rf_i64)b * n_q_heads + qh0 + h) * n_splits + split;
-      const float f = m_run[e] == neg_inf ? 0.0f : fo;
+      float f[NBG];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        // O^T rows g and g + 8 of mma i: MX unit g's values i and i + 8; float16 pages:
-        // values 16 i + g and 16 i + g + 8
-        so[h * D + rf_staged_swz(P16 ? 16 * i + g : K::elem(g, i), h)] = o[i][e] * f;
-        so[h * D + rf_staged_swz(P16 ? 16 * i + g + 8 : K::elem(g, i + 8), h)] = o[i][2 + e] * f;
+      for (int bg = 0; bg < NBG; ++bg) f[bg] = m_run[e] == neg_inf ? 0.0f : fo[bg];
+#pragma unroll
+      for (int i = 0; i < 8 * NBG; ++i) {
+        // O^T rows g and g + 8 of mma i: MX unit g + 8 (i / 8)'s values i % 8 and i % 8 + 8;
+        // float16 pages: values 16 i + g and 16 i + g + 8
+        const int u = g + 8 * (i >> 3), k = i & 7;
+        so[h * D + rf_staged_swz(P16 ? 16 * i + g : K::elem(u, k), h)] = o[i][e] * f[i >> 3];
+        so[h * D + rf_staged_swz(P16 ? 16 * i + g + 8 : K::elem(u, k + 8), h)] = o[i][2 + e] * f[i >> 3];
       }
       if (g == 0) {
         part_ml[row * 2] = m_run[e];
@@ -1520,16 +1549,19 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     }
   }
   __syncwarp();
-  for (int h = 0; h < group; ++h) {     // lane: values 4 lane .. 4 lane + 3 of head h
+  for (int h = 0; h < group; ++h) {     // lane: values 128 c + 4 lane .. + 3 of head h
     const rf_i64 row = ((rf_i64)b * n_q_heads + qh0 + h) * n_splits + split;
-    const float4 x = ((const float4*)(so + h * D))[lane ^ ((lane >> 3) & 3)];
-    const int r = (h >> 1) & 3;         // value 4 lane + j sits in element j ^ r
-    float4 y;
-    y.x = r == 0 ? x.x : r == 1 ? x.y : r == 2 ? x.z : x.w;
-    y.y = r == 0 ? x.y : r == 1 ? x.x : r == 2 ? x.w : x.z;
-    y.z = r == 0 ? x.z : r == 1 ? x.w : r == 2 ? x.x : x.y;
-    y.w = r == 0 ? x.w : r == 1 ? x.z : r == 2 ? x.y : x.x;
-    ((float4*)(part_o + row * D))[lane] = y;
+#pragma unroll
+    for (int c = 0; c < NBG; ++c) {     // the swizzle keeps each 128 values in place
+      const float4 x = ((const float4*)(so + h * D))[32 * c + (lane ^ ((lane >> 3) & 3))];
+      const int r = (h >> 1) & 3;       // value 4 lane + j sits in element j ^ r
+      float4 y;
+      y.x = r == 0 ? x.x : r == 1 ? x.y : r == 2 ? x.z : x.w;
+      y.y = r == 0 ? x.y : r == 1 ? x.x : r == 2 ? x.w : x.z;
+      y.z = r == 0 ? x.z : r == 1 ? x.w : r == 2 ? x.x : x.y;
+      y.w = r == 0 ? x.w : r == 1 ? x.z : r == 2 ? x.y : x.x;
+      ((float4*)(part_o + row * D))[32 * c + lane] = y;
+    }
   }
 #if defined(RF_STAGED_TRACE)   // overwrite the first 17 words of warp 0's first row
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[3]));
@@ -1555,28 +1587,34 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #ifndef RF_ATTN_STAGED_OCCUPANCY
 #define RF_ATTN_STAGED_OCCUPANCY 4
 #endif
-// attn_staged_<dtype>_d128<SUFFIX>: HW KV heads (warps) a workgroup; SUFFIX "" for 4, _h2, _h1.
-#define RF_ATTN_STAGED_HW(NAME, FMT, HW, SUFFIX)                                                    \
-  RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW) attn_staged_##NAME##_d128##SUFFIX( \
+// attn_staged_<dtype>_d<D><SUFFIX>: HW KV heads (warps) a workgroup; SUFFIX "" for 4, _h2, _h1.
+// Head_dim 256 doubles the accumulators and q registers, so its cap is half as many workgroups.
+#define RF_ATTN_STAGED_HW(NAME, FMT, D, HW, SUFFIX)                                                 \
+  RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW * 128 / D)                 \
+  attn_staged_##NAME##_d##D##SUFFIX(                                                                \
       float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
       const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
       const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads,  \
       rf_i32 n_kv_heads, rf_i32 page_size, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,   \
       rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {                               \
-    rf_attn_decode_staged<FMT, HW>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,       \
+    rf_attn_decode_staged<FMT, HW, D>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,    \
                                    n_q_heads, n_kv_heads, page_size, row_bytes, table_stride,         \
                                    n_splits, split_tiles, window, scale, softcap);                    \
   }
-#define RF_ATTN_STAGED(NAME, FMT)          \
-  RF_ATTN_STAGED_HW(NAME, FMT, 4, )        \
-  RF_ATTN_STAGED_HW(NAME, FMT, 2, _h2)     \
-  RF_ATTN_STAGED_HW(NAME, FMT, 1, _h1)
-RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
-RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
-RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4)
-RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3)
-RF_ATTN_STAGED(f16, rf_fmt_f16_pages)
-RF_ATTN_STAGED(bf16, rf_fmt_bf16_pages)
+#define RF_ATTN_STAGED(NAME, FMT, D)          \
+  RF_ATTN_STAGED_HW(NAME, FMT, D, 4, )        \
+  RF_ATTN_STAGED_HW(NAME, FMT, D, 2, _h2)     \
+  RF_ATTN_STAGED_HW(NAME, FMT, D, 1, _h1)
+RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3, 128)
+RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2, 128)
+RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4, 128)
+RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3, 128)
+RF_ATTN_STAGED(f16, rf_fmt_f16_pages, 128)
+RF_ATTN_STAGED(bf16, rf_fmt_bf16_pages, 128)
+RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3, 256)
+RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2, 256)
+RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4, 256)
+RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3, 256)
 
 #endif
 

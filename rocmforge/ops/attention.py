@@ -18,8 +18,8 @@ import numpy as np
 from ..device.buffers import as_device_buffer
 from ..kv.config import CacheConfig, KvCacheDtype
 from ._common import check_aligned
-from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_SUFFIX, THREADS,
-                      get_kernel)
+from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_HEAD_DIMS, STAGED_SUFFIX,
+                      THREADS, get_kernel)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
            "decode_plan", "split_plan", "staged_heads", "staged_plan", "staged_shared_bytes",
@@ -129,8 +129,10 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
         return f"has no {dt.name} body (only {', '.join(STAGED_DTYPE_NAMES)})"
     if dt is KvCacheDtype.MXFP8_E4M3 and sm < 89:
         return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {arch})"
-    if head_dim != 128:
-        return f"needs head_dim 128, not {head_dim}"
+    if head_dim not in STAGED_HEAD_DIMS:
+        return f"needs head_dim 128 or 256, not {head_dim}"
+    if dt.value not in STAGED_HEAD_DIMS[head_dim]:
+        return f"has no {dt.name} body at head_dim {head_dim} (only MX pages there)"
     if staged_heads(num_kv_heads) is None:
         return f"needs 1, 2 or a multiple of 4 KV heads, not {num_kv_heads}"
     if group > 8:
@@ -140,15 +142,15 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
     return None
 
 
-def staged_shared_bytes(dtype, heads: int = 4) -> int:
+def staged_shared_bytes(dtype, heads: int = 4, head_dim: int = 128) -> int:
     """Dynamic shared memory of a staged workgroup: STAGED_STAGES tiles of K and V, 16
-    positions x ``heads`` KV heads x 128 values each, plus 16 bytes of read slack (4 heads:
-    MXFP6 38.5 KB, MXFP4 26.2 KB, MXFP8_E4M3 50.8 KB); F16 / BF16 positions sit 16 bytes
-    apart beyond their 256 bytes a head, so that ldmatrix rows fall on different banks
-    (4 heads: 97.6 KB)."""
+    positions x ``heads`` KV heads x ``head_dim`` values each, plus 16 bytes of read slack
+    (4 heads of 128: MXFP6 38.5 KB, MXFP4 26.2 KB, MXFP8_E4M3 50.8 KB); F16 / BF16 positions
+    sit 16 bytes apart beyond their 256 bytes a head, so that ldmatrix rows fall on different
+    banks (4 heads: 97.6 KB)."""
     dt = KvCacheDtype.parse(dtype)
     pad = 16 if dt in (KvCacheDtype.F16, KvCacheDtype.BF16) else 0
-    return STAGED_STAGES * 2 * (16 * (dt.row_bytes(int(heads) * 128) + pad) + 16)
+    return STAGED_STAGES * 2 * (16 * (dt.row_bytes(int(heads) * int(head_dim)) + pad) + 16)
 
 
 def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4):
@@ -256,7 +258,7 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
             raise ValueError(f"the staged attention kernel with {heads} KV heads needs whole rows of "
                              f"{dtype.row_bytes(heads * d)} bytes, got row_bytes {row_bytes}")
         kern = get_kernel(dev, f"attn_staged_{dtype.value}_d{d}{STAGED_SUFFIX[heads]}")
-        smem = staged_shared_bytes(dtype, heads)
+        smem = staged_shared_bytes(dtype, heads, d)
         kern.allow_shared(smem)
         kern.launch((batch * num_kv_heads // heads * n_splits,), (32 * heads,), part_o,
                     part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, page_size,

@@ -268,10 +268,14 @@ def test_decode_attention_gpu(gpu, dtype, page_size, gqa, window, head_dim):
     out = attn_ops.decode_attention(dcache, 0, sids, q, scale, window=window).copy_to_host()
     cpu = decode_attention(host, 0, sids, q, scale, window=window)
     assert out.shape == cpu.shape and out.dtype == np.float32
+    # "auto" runs the staged kernel where it can (MX head_dim 256 too), else the split kernels
+    body = attn_ops.decode_plan(gpu, dtype, head_dim, hk, hk * gqa, page_size, max(CONTEXTS) + 4,
+                                len(sids), window=window)[0]
+    tol = staged_atol(dtype) if body == "staged" else gpu_atol(dtype, head_dim)
     for b, sid in enumerate(sids):
         k, v = walk_page_table(host, 0, sid)
         vmax = np.abs(v).max()
-        atol = gpu_atol(dtype, head_dim) * vmax
+        atol = tol * vmax
         np.testing.assert_allclose(out[b], cpu[b], rtol=0, atol=atol,
                                    err_msg=f"{dtype.name} seq {sid}: GPU vs CPU decode_attention")
         want = ref_attention(q[b:b + 1], k, v, scale, window)[0]
@@ -300,27 +304,29 @@ STAGED = [KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP6_E3M2, KvCacheDtype.MXFP4, 
           KvCacheDtype.F16, KvCacheDtype.BF16]
 
 
-def _need_staged(dev, dtype, hk, gqa, page_size):
-    why = attn_ops.staged_unsupported(dev, dtype, 128, hk, gqa, page_size)
+def _need_staged(dev, dtype, hk, gqa, page_size, head_dim=128):
+    why = attn_ops.staged_unsupported(dev, dtype, head_dim, hk, gqa, page_size)
     if why is not None:
         pytest.skip(f"the staged attention kernel {why}")
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("window", [None, 24, 300])
+@pytest.mark.parametrize("head_dim", [128, 256])
 @pytest.mark.parametrize("hk,gqa", [(4, 1), (8, 4), (4, 8), (12, 2), (2, 6), (1, 8), (2, 1)])
 @pytest.mark.parametrize("page_size", [16, 32])
 @pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
-def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window):
+def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
     """attn_staged_* (NVIDIA sm_80+): against the CPU op, the float64 page-walking
     reference and the split kernels, on contexts 1..1037 and a fork; windows that start
     mid-tile (24) and span several (300).  1 and 2 KV heads run the _h1 / _h2 kernels
-    (whole rows a workgroup: MX rows of 68-264 bytes, not 16-byte multiples)."""
-    _need_staged(gpu, dtype, hk, gqa, page_size)
-    rng = np.random.default_rng([page_size, hk, gqa, window or 0, STAGED.index(dtype)])
-    host, dcache, sids = build(gpu, dtype, page_size, hk, 128, rng)
-    q = rng.standard_normal((len(sids), hk * gqa, 128)).astype(np.float32)
-    scale = 128 ** -0.5
+    (whole rows a workgroup: MX rows of 68-528 bytes, not 16-byte multiples); head_dim 256
+    (MX only) runs each half of a head as head_dim 128 does."""
+    _need_staged(gpu, dtype, hk, gqa, page_size, head_dim)
+    rng = np.random.default_rng([page_size, hk, gqa, window or 0, STAGED.index(dtype), head_dim])
+    host, dcache, sids = build(gpu, dtype, page_size, hk, head_dim, rng)
+    q = rng.standard_normal((len(sids), hk * gqa, head_dim)).astype(np.float32)
+    scale = head_dim ** -0.5
     staged = attn_ops.decode_attention(dcache, 0, sids, q, scale, window=window,
                                        body="staged").copy_to_host()
     split = attn_ops.decode_attention(dcache, 0, sids, q, scale, window=window,
@@ -355,31 +361,32 @@ def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,body,hk", [(KvCacheDtype.MXFP6_E2M3, "staged", 8), (KvCacheDtype.F16, "staged", 8),
-                                           (KvCacheDtype.BF16, "staged", 8), (KvCacheDtype.MXFP6_E2M3, "split", 8),
-                                           (KvCacheDtype.MXFP6_E2M3, "staged", 2), (KvCacheDtype.MXFP4, "staged", 1),
-                                           (KvCacheDtype.MXFP8_E4M3, "staged", 2), (KvCacheDtype.F16, "staged", 1)],
-                         ids=str)
-def test_stale_page_slots_never_reach_the_output(gpu, dtype, body, hk):
+@pytest.mark.parametrize("dtype,body,hk,d", [
+    (KvCacheDtype.MXFP6_E2M3, "staged", 8, 128), (KvCacheDtype.F16, "staged", 8, 128),
+    (KvCacheDtype.BF16, "staged", 8, 128), (KvCacheDtype.MXFP6_E2M3, "split", 8, 128),
+    (KvCacheDtype.MXFP6_E2M3, "staged", 2, 128), (KvCacheDtype.MXFP4, "staged", 1, 128),
+    (KvCacheDtype.MXFP8_E4M3, "staged", 2, 128), (KvCacheDtype.F16, "staged", 1, 128),
+    (KvCacheDtype.MXFP6_E3M2, "staged", 4, 256), (KvCacheDtype.MXFP8_E4M3, "staged", 1, 256)], ids=str)
+def test_stale_page_slots_never_reach_the_output(gpu, dtype, body, hk, d):
     """A page freed by one sequence and reused by another still holds the old rows (NaN
     and Inf here) past the new sequence's length: they must not leak into its attention.
     (1 or 2 KV heads: the whole-row kernels zero-fill such a tile word by word.)"""
     if body == "staged":
-        _need_staged(gpu, dtype, hk, 4, 16)
-    cfg = CacheConfig(16, 1, hk, 128, 1, dtype)         # one page: "new" must reuse it
+        _need_staged(gpu, dtype, hk, 4, 16, d)
+    cfg = CacheConfig(16, 1, hk, d, 1, dtype)           # one page: "new" must reuse it
     host, dcache = pair(cfg, gpu)
-    bad = np.full((16, hk, 128), np.nan, np.float32)
+    bad = np.full((16, hk, d), np.nan, np.float32)
     bad[::2] = np.inf
     rng = np.random.default_rng(3)
-    k = rng.standard_normal((5, hk, 128)).astype(np.float32)
-    v = rng.standard_normal((5, hk, 128)).astype(np.float32)
+    k = rng.standard_normal((5, hk, d)).astype(np.float32)
+    v = rng.standard_normal((5, hk, d)).astype(np.float32)
     for c in (host, dcache):
         c.allocate("old")
         c.append("old", 0, bad, bad)
         c.free("old")
         c.allocate("new")
         c.append("new", 0, k, v)
-    q = rng.standard_normal((1, 4 * hk, 128)).astype(np.float32)
+    q = rng.standard_normal((1, 4 * hk, d)).astype(np.float32)
     out = attn_ops.decode_attention(dcache, 0, ["new"], q, 0.1, body=body).copy_to_host()
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out, decode_attention(host, 0, ["new"], q, 0.1), rtol=0,
@@ -417,6 +424,9 @@ def test_decode_plan_and_staged_rules():
     assert attn_ops.staged_shared_bytes("bf16") == attn_ops.staged_shared_bytes("f16")
     assert attn_ops.staged_shared_bytes("mxfp6_e2m3", 2) == 3 * 2 * (16 * 200 + 16)
     assert attn_ops.staged_shared_bytes("f16", 1) == 3 * 2 * (16 * (256 + 16) + 16)
+    assert attn_ops.staged_shared_bytes("mxfp4", 1, 256) == 3 * 2 * (16 * 136 + 16)
+    for dt in ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3"):
+        assert attn_ops.staged_unsupported(Fake, dt, 256, 8, 4, 16) is None
     assert attn_ops.staged_unsupported(Fake86, "f16", 128, 8, 4, 16) is None
     # 4 heads a workgroup where they divide the KV heads, else whole rows of 1 or 2 heads
     assert [attn_ops.staged_heads(n) for n in (1, 2, 3, 4, 6, 8, 12)] == [1, 2, None, 4, None, 4, 4]
@@ -425,6 +435,7 @@ def test_decode_plan_and_staged_rules():
     for args, word in (((Fake86, "mxfp8_e4m3", 128, 8, 4, 16), "sm_89"),
                        ((Fake, "f32", 128, 8, 4, 16), "F32"),
                        ((Fake, "mxfp4", 64, 8, 4, 16), "head_dim"),
+                       ((Fake, "f16", 256, 8, 4, 16), "head_dim 256"),
                        ((Fake, "mxfp4", 128, 6, 4, 16), "KV heads"),
                        ((Fake, "mxfp4", 128, 3, 4, 16), "KV heads"),
                        ((Fake, "mxfp4", 128, 8, 16, 16), "query heads"),
