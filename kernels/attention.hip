@@ -718,10 +718,10 @@ RF_DEVICE float rf_q_pairs_h16(const float (&qv)[32], bool valid, rf_u32 (&qa)[8
 // scale e_ref (the largest of its 4 blocks, lanes t4 xor 1, 2) is returned and fac is
 // 2^(e - e_ref + 15 - bias) in both float16 halves (rf_h16_pow2).
 template <class F, int N>
-RF_DEVICE int rf_k_block_h16(const rf_u32 (&raw)[N], rf_u32 sh, rf_u32 (&wd)[N], rf_u32& fac) {
+RF_DEVICE int rf_k_block_h16(const rf_u32 (&raw)[N], rf_u32 sh, rf_u32 (&wd)[N], rf_u32& fac, int scale = -1) {
 #pragma unroll
   for (int i = 0; i < N; ++i) wd[i] = rf_funnel_r(raw[i], i + 1 < N ? raw[i + 1] : 0u, sh);
-  const int eu = (int)(wd[0] & 0xffu);
+  const int eu = scale < 0 ? (int)(wd[0] & 0xffu) : scale;   // scale: the block's, read apart
   int et = rf_max_i32(eu, (int)rf_shfl_xor_u32((rf_u32)eu, 1));
   et = rf_max_i32(et, (int)rf_shfl_xor_u32((rf_u32)et, 2));
   fac = rf_h16_pow2(rf_h16<F>::EBIAS + eu - et);
@@ -1015,6 +1015,10 @@ RF_DEVICE void rf_cp_async16(rf_u32 dst, const void* src, rf_u32 src_bytes) {
 RF_DEVICE void rf_cp_async4(rf_u32 dst, const void* src, rf_u32 src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
+// 8 bytes (the first src_bytes of them from global memory, the rest zero)
+RF_DEVICE void rf_cp_async8(rf_u32 dst, const void* src, rf_u32 src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
 RF_DEVICE void rf_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 RF_DEVICE void rf_cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
 RF_DEVICE void rf_cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
@@ -1133,16 +1137,23 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // NBG: groups of 128 values a head has (head_dim 128: 1, 256: 2); each runs as the whole
   // head of head_dim 128 does (its own K blocks t4 + 4 bg, q scale, V units g + 8 bg, V
   // reference scale and 8 O^T tiles), and the two score parts are added
-  constexpr int NBG = D / 128;
-  static_assert(D == 128 || (D == 256 && F::bits != 16), "head_dim 128, or 256 for MX pages");
+  // Head_dim 64 (D64): a K lane holds half of block t4 / 2 (values of pairs 8 (t4 % 2) ..
+  // + 7), a V lane values 4 (g / 4) + {0..3, 8..11} of unit g % 4; 4 mma per product.
+  constexpr int NBG = D >= 128 ? D / 128 : 1;
+  constexpr bool D64 = D == 64;
+  constexpr int NM = D64 ? 4 : 8;                     // mma per product and group
+  constexpr int NOT = NBG * NM;                       // O^T tiles
+  static_assert(D == 64 || D == 128 || (D == 256 && F::bits != 16), "head_dim 64, 128, or 256 for MX pages");
   constexpr int HB = D / RF_MX_BLOCK * BB;            // bytes of one head of one position
   constexpr int SL = HW * HB;                         // the workgroup's slice of a position
-  // RUN: a slice that is not whole 16-byte chunks (MX pages with 1 or 2 KV heads a workgroup);
-  // the launcher then makes the workgroup hold whole rows (HW == n_kv_heads, row_bytes == SL),
-  // so that a tile is one contiguous run of 16 SL bytes (see issue() below)
-  constexpr bool RUN = SL % 16 != 0;
-  static_assert(SL % 4 == 0, "a slice is whole 4-byte words");
-  constexpr int NCH = SL / 16;                        // chunks per position (slices, !RUN)
+  // RUN: a slice of 1 or 2 heads that is not whole 16-byte chunks (MX pages); the launcher
+  // then makes the workgroup hold whole rows (HW == n_kv_heads, row_bytes == SL), so that a
+  // tile is one contiguous run of 16 SL bytes (see issue() below).  Slices of 4 heads are
+  // copied in 16-byte pieces, or 8-byte ones (MX at head_dim 64: 136-264-byte slices).
+  constexpr bool RUN = HW < 4 && SL % 16 != 0;
+  constexpr int PB = SL % 16 == 0 ? 16 : 8;           // bytes per piece (slices, !RUN)
+  static_assert(RUN ? SL % 4 == 0 : SL % PB == 0, "a slice is whole pieces, a row whole words");
+  constexpr int NCH = SL / PB;                        // pieces per position (slices, !RUN)
   // 16-bit pages (float16, bfloat16): positions 16 bytes apart beyond their slice, so that
   // the 8 rows an ldmatrix reads (8 positions) fall on different banks; MX slices stay packed
   constexpr bool P16 = F::bits == 16;
@@ -1184,19 +1195,23 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   tc[0] = clock64();
 #endif
 
-  // ---- this thread's chunks of a tile: chunk c = tid + NT i (i < CPK) of the K slices
-  // and the same chunk of the V slices: position p = c / NCH, 16-byte piece j = c % NCH;
-  // goff = p * row_bytes + 16 j (a multiple of 16) | p.  (RUN: chunk c of the tile's run.)
+  // ---- this thread's pieces of a tile: piece c = tid + NT i (i < CPK) of the K slices
+  // and the same piece of the V slices: position p = c / NCH, piece j = c % NCH; goff =
+  // p * row_bytes + PB j | p (16-byte pieces) or that << 4 | p (8-byte ones).  (RUN: 16-byte
+  // chunk c of the tile's run.)
   constexpr int CPK = RUN ? (SL + NT - 1) / NT : (16 * NCH + NT - 1) / NT;
   constexpr int BUFB = BUFW * 4;                      // bytes per buffer
   rf_i32 goff[CPK];
 #pragma unroll
   for (int i = 0; i < CPK; ++i) {
     const int c = tid + NT * i, p = RUN ? 0 : c / NCH;
-    goff[i] = RUN ? 16 * c : (p * row_bytes + 16 * (c - p * NCH)) | p;
+    goff[i] = RUN ? 16 * c : PB == 16 ? (p * row_bytes + 16 * (c - p * NCH)) | p
+                                      : (p * row_bytes + PB * (c - p * NCH)) << 4 | p;
   }
-  const bool last_ok = tid + NT * (CPK - 1) < (RUN ? SL : 16 * NCH);  // the last i has a chunk
-  const rf_u32 sm_t = rf_smem_u32(&sm[0][0][0]) + 16u * (rf_u32)tid;
+  auto goff_at = [&](int i) { return RUN || PB == 16 ? goff[i] & ~15 : goff[i] >> 4; };   // byte offset
+  const bool last_ok = tid + NT * (CPK - 1) < (RUN ? SL : 16 * NCH);  // the last i has a piece
+  constexpr int CB16 = RUN ? 16 : PB;                 // bytes per copy of the main path
+  const rf_u32 sm_t = rf_smem_u32(&sm[0][0][0]) + (rf_u32)CB16 * (rf_u32)tid;
 #if defined(RF_STAGED_NOCOPY)   // timing experiment only (docs/KV_CACHE.md): the arithmetic alone
   for (int i = tid; i < NST * 2 * BUFW; i += NT) (&sm[0][0][0])[i] = 0x01010101u;
   rf_barrier();
@@ -1212,9 +1227,14 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #pragma unroll
         for (int i = 0; i < CPK; ++i) {
           if (i < CPK - 1 || last_ok) {
-            const rf_u32 d = dst + 16u * NT * i + (rf_u32)(PAD * (goff[i] & 15));
-            rf_cp_async16(d, kb + (goff[i] & ~15), 16u);
-            rf_cp_async16(d + BUFB, vb + (goff[i] & ~15), 16u);
+            const rf_u32 d = dst + (rf_u32)CB16 * NT * i + (rf_u32)(PAD * (goff[i] & 15));
+            if constexpr (CB16 == 16) {
+              rf_cp_async16(d, kb + goff_at(i), 16u);
+              rf_cp_async16(d + BUFB, vb + goff_at(i), 16u);
+            } else {
+              rf_cp_async8(d, kb + goff_at(i), 8u);
+              rf_cp_async8(d + BUFB, vb + goff_at(i), 8u);
+            }
           }
         }
       } else if constexpr (RUN) {                       // word by word, zero-filling positions
@@ -1231,10 +1251,15 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
         for (int i = 0; i < CPK; ++i) {
           if (i < CPK - 1 || last_ok) {
             const int pos = 16 * T + (goff[i] & 15);
-            const rf_u32 n = pos >= start && pos < len ? 16u : 0u;
-            const rf_u32 d = dst + 16u * NT * i + (rf_u32)(PAD * (goff[i] & 15));
-            rf_cp_async16(d, kb + (goff[i] & ~15), n);
-            rf_cp_async16(d + BUFB, vb + (goff[i] & ~15), n);
+            const rf_u32 n = pos >= start && pos < len ? (rf_u32)PB : 0u;
+            const rf_u32 d = dst + (rf_u32)PB * NT * i + (rf_u32)(PAD * (goff[i] & 15));
+            if constexpr (PB == 16) {
+              rf_cp_async16(d, kb + goff_at(i), n);
+              rf_cp_async16(d + BUFB, vb + goff_at(i), n);
+            } else {
+              rf_cp_async8(d, kb + goff_at(i), n);
+              rf_cp_async8(d + BUFB, vb + goff_at(i), n);
+            }
           }
         }
       }
@@ -1281,11 +1306,23 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     for (int m = 0; m < 8; ++m) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float2 x = *(const float2*)(qg + 16 * m + 8 * e);
-        qv[0][4 * m + 2 * e] = x.x;
-        qv[0][4 * m + 2 * e + 1] = x.y;
+        if (m < NM) {
+          const float2 x = *(const float2*)(qg + 16 * m + 8 * e);
+          qv[0][4 * m + 2 * e] = x.x;
+          qv[0][4 * m + 2 * e + 1] = x.y;
+        } else {                         // head_dim 64: pairs 8.. unused
+          qv[0][4 * m + 2 * e] = qv[0][4 * m + 2 * e + 1] = 0.0f;
+        }
       }
     }
+  } else if constexpr (D64) {   // block t4 / 2; lanes t4 % 2 == 1 take pairs 8.. of it (values
+    // 16.. of FP6 / E4M3, 8..15 and 24.. of FP4) as their pairs 0..7
+    const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 32 * (t4 >> 1);
+    float x[32];
+    rf_load_q32(qg, x);
+    constexpr int SH = F::bits == 4 ? 8 : 16;
+#pragma unroll
+    for (int k = 0; k < 32; ++k) qv[0][k] = (t4 & 1) ? (k + SH < 32 ? x[k + SH] : 0.0f) : x[k];
   } else {
 #pragma unroll
     for (int bg = 0; bg < NBG; ++bg)
@@ -1310,9 +1347,9 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     for (int e = 0; e < 2; ++e)
       qfh[bg][e] = __shfl_sync(0xffffffffu, qf, 4 * (2 * t4 + e));
   }
-  float o[8 * NBG][4];   // O^T: values i, i + 8 of unit g + 8 (i / 8) x heads 2 t4, 2 t4 + 1
+  float o[NOT][4];   // O^T: values i, i + 8 of unit g + 8 (i / 8) x heads 2 t4, 2 t4 + 1
 #pragma unroll
-  for (int i = 0; i < 8 * NBG; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  for (int i = 0; i < NOT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float m_run[2] = {neg_inf, neg_inf}, l_run[2] = {0.0f, 0.0f};
   int ev_run[NBG];  // V reference scale (E8M0) of each group of 8 units, warp-uniform
 #pragma unroll
@@ -1350,7 +1387,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     if constexpr (P16) {   // A = K straight from shared memory: position l % 16, values + 8 (l / 16)
       const rf_u32 ka = rf_smem_u32(kwds) + (rf_u32)((lane & 15) * PS + w * HB + 16 * (lane >> 4));
 #pragma unroll
-      for (int m = 0; m < 8; ++m) {
+      for (int m = 0; m < NM; ++m) {
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4(ka + 32u * (rf_u32)m, a0, a1, a2, a3);
         rf_mma_16_full<BF>(sc[0], a0, a1, a2, a3, qb[0][m][0], qb[0][m][1]);
@@ -1362,16 +1399,27 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
         rf_u32 wd[2][NWO], fk[2];
 #pragma unroll
         for (int tt = 0; tt < 2; ++tt) {
-          const int ob = (8 * tt + g) * SL + w * HB + (4 * bg + t4) * BB;   // byte offset of the block
-          const rf_u32* a = kwds + (ob >> 2);
-          const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
-          rf_u32 raw[NWO];
+          if constexpr (D64) {   // half t4 % 2 of block t4 / 2: its codes read from K::CB bytes on
+            const int ob = (8 * tt + g) * SL + w * HB + (t4 >> 1) * BB;
+            const int oh = ob + (t4 & 1) * K::CB;
+            const rf_u32* a = kwds + (oh >> 2);
+            rf_u32 raw[NWO];
 #pragma unroll
-          for (int i = 0; i < NWO; ++i) raw[i] = a[i];
-          sfp[bg][tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
+            for (int i = 0; i < NWO; ++i) raw[i] = a[i];
+            sfp[bg][tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, (rf_u32)(oh & 3) * 8u, wd[tt], fk[tt],
+                                                                     ((const rf_u8*)kwds)[ob]));
+          } else {
+            const int ob = (8 * tt + g) * SL + w * HB + (4 * bg + t4) * BB;   // byte offset of the block
+            const rf_u32* a = kwds + (ob >> 2);
+            const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
+            rf_u32 raw[NWO];
+#pragma unroll
+            for (int i = 0; i < NWO; ++i) raw[i] = a[i];
+            sfp[bg][tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
+          }
         }
 #pragma unroll
-        for (int m = 0; m < 8; ++m) {
+        for (int m = 0; m < NM; ++m) {
           rf_mma_f16_full(sc[bg], rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m), fk[0]),
                           rf_h2_mul(rf_h16_pair_at<F>(wd[1], 1, 2 * m), fk[1]),
                           rf_h2_mul(rf_h16_pair_at<F>(wd[0], 1, 2 * m + 1), fk[0]),
@@ -1409,7 +1457,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
           const float alpha = rf_exp2f(m_run[e] - m_new);   // 0 when m_run was -inf
           l_run[e] *= alpha;
 #pragma unroll
-          for (int i = 0; i < 8 * NBG; ++i) {
+          for (int i = 0; i < NOT; ++i) {
             o[i][e] *= alpha;
             o[i][2 + e] *= alpha;
           }
@@ -1444,7 +1492,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       const rf_u32 va = rf_smem_u32(vwds) +
                         (rf_u32)(((lane & 7) + 8 * (lane >> 4)) * PS + w * HB + 16 * ((lane >> 3) & 1));
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {   // values 16 i .. 16 i + 15 of the head
+      for (int i = 0; i < NM; ++i) {   // values 16 i .. 16 i + 15 of the head
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4_trans(va + 32u * (rf_u32)i, a0, a1, a2, a3);
         rf_mma_16_full<BF>(o[i], a0, a1, a2, a3, pb0, pb1);
@@ -1454,11 +1502,16 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #pragma unroll
      for (int bg = 0; bg < NBG; ++bg) {   // V unit g + 8 bg: O^T tiles 8 bg .. 8 bg + 7
       rf_u32 cw[4][NC + 2], vsb[4];
+      // head_dim 64: unit g % 4, its code stream read from value 4 (g / 4) on (3 bytes of FP6,
+      // else 4: FP4 holds values v and v + 8 in byte v % 8), so that values i, i + 8 of the
+      // stream are the unit's 4 (g / 4) + i, + 8
+      const int un = D64 ? (g & 3) : 8 * bg + g;
+      const int ovs = D64 ? (g >> 2) * (F::bits == 6 ? 3 : 4) : 0;
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
-        const int blk = pv * SL + w * HB + (4 * bg + (g >> 1)) * BB;   // byte offset of the unit's block
-        const int oc = blk + 1 + (g & 1) * K::CB;                 // ... of its codes
+        const int blk = pv * SL + w * HB + (un >> 1) * BB;       // byte offset of the unit's block
+        const int oc = blk + 1 + (un & 1) * K::CB + ovs;          // ... of its codes
         const rf_u32* a = vwds + (oc >> 2);
         const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
         rf_u32 raw[NC + 1];
@@ -1479,7 +1532,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       if (ev_step > ev_run[bg]) {  // warp-uniform
         const float alpha = rf_exp2f((float)(ev_run[bg] - ev_step));
 #pragma unroll
-        for (int i = 8 * bg; i < 8 * bg + 8; ++i) {
+        for (int i = NM * bg; i < NM * bg + NM; ++i) {
           o[i][0] *= alpha; o[i][1] *= alpha; o[i][2] *= alpha; o[i][3] *= alpha;
         }
         ev_run[bg] = ev_step;
@@ -1489,8 +1542,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run[bg]),
                                      rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run[bg]), 0x5410u);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        rf_mma_f16_full(o[8 * bg + i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
+      for (int i = 0; i < NM; ++i) {
+        rf_mma_f16_full(o[NM * bg + i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
                         rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i + 8), f01),
                         rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i), f23),
                         rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i + 8), f23), pb0, pb1);
@@ -1535,12 +1588,13 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #pragma unroll
       for (int bg = 0; bg < NBG; ++bg) f[bg] = m_run[e] == neg_inf ? 0.0f : fo[bg];
 #pragma unroll
-      for (int i = 0; i < 8 * NBG; ++i) {
-        // O^T rows g and g + 8 of mma i: MX unit g + 8 (i / 8)'s values i % 8 and i % 8 + 8;
-        // float16 pages: values 16 i + g and 16 i + g + 8
-        const int u = g + 8 * (i >> 3), k = i & 7;
-        so[h * D + rf_staged_swz(P16 ? 16 * i + g : K::elem(u, k), h)] = o[i][e] * f[i >> 3];
-        so[h * D + rf_staged_swz(P16 ? 16 * i + g + 8 : K::elem(u, k + 8), h)] = o[i][2 + e] * f[i >> 3];
+      for (int i = 0; i < NOT; ++i) {
+        // O^T rows g and g + 8 of mma i: MX unit g + 8 (i / 8)'s values i % 8 and i % 8 + 8
+        // (head_dim 64: unit g % 4's values 4 (g / 4) + i, + 8); float16 pages: values
+        // 16 i + g and 16 i + g + 8
+        const int u = D64 ? g & 3 : g + 8 * (i >> 3), k = D64 ? 4 * (g >> 2) + i : i & 7;
+        so[h * D + rf_staged_swz(P16 ? 16 * i + g : K::elem(u, k), h)] = o[i][e] * f[i / NM];
+        so[h * D + rf_staged_swz(P16 ? 16 * i + g + 8 : K::elem(u, k + 8), h)] = o[i][2 + e] * f[i / NM];
       }
       if (g == 0) {
         part_ml[row * 2] = m_run[e];
@@ -1551,6 +1605,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   __syncwarp();
   for (int h = 0; h < group; ++h) {     // lane: values 128 c + 4 lane .. + 3 of head h
     const rf_i64 row = ((rf_i64)b * n_q_heads + qh0 + h) * n_splits + split;
+    if (D64 && lane >= 16) continue;     // head_dim 64: 16 lanes hold the row
 #pragma unroll
     for (int c = 0; c < NBG; ++c) {     // the swizzle keeps each 128 values in place
       const float4 x = ((const float4*)(so + h * D))[32 * c + (lane ^ ((lane >> 3) & 3))];
@@ -1590,7 +1645,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 // attn_staged_<dtype>_d<D><SUFFIX>: HW KV heads (warps) a workgroup; SUFFIX "" for 4, _h2, _h1.
 // Head_dim 256 doubles the accumulators and q registers, so its cap is half as many workgroups.
 #define RF_ATTN_STAGED_HW(NAME, FMT, D, HW, SUFFIX)                                                 \
-  RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW * 128 / D)                 \
+  RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW * 128 / (D < 128 ? 128 : D)) \
   attn_staged_##NAME##_d##D##SUFFIX(                                                                \
       float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
       const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
@@ -1611,6 +1666,20 @@ RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4, 128)
 RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3, 128)
 RF_ATTN_STAGED(f16, rf_fmt_f16_pages, 128)
 RF_ATTN_STAGED(bf16, rf_fmt_bf16_pages, 128)
+RF_ATTN_STAGED_HW(f16, rf_fmt_f16_pages, 64, 4, )
+RF_ATTN_STAGED_HW(f16, rf_fmt_f16_pages, 64, 2, _h2)
+RF_ATTN_STAGED_HW(f16, rf_fmt_f16_pages, 64, 1, _h1)
+RF_ATTN_STAGED_HW(bf16, rf_fmt_bf16_pages, 64, 4, )
+RF_ATTN_STAGED_HW(bf16, rf_fmt_bf16_pages, 64, 2, _h2)
+RF_ATTN_STAGED_HW(bf16, rf_fmt_bf16_pages, 64, 1, _h1)
+// head_dim 64, MX: a head's 2 blocks are not whole 4-byte words (FP6 50 bytes), so no _h1
+#define RF_ATTN_STAGED64(NAME, FMT)         \
+  RF_ATTN_STAGED_HW(NAME, FMT, 64, 4, )     \
+  RF_ATTN_STAGED_HW(NAME, FMT, 64, 2, _h2)
+RF_ATTN_STAGED64(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
+RF_ATTN_STAGED64(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
+RF_ATTN_STAGED64(mxfp4, rf_fmt_mxfp4)
+RF_ATTN_STAGED64(mxfp8_e4m3, rf_fmt_mxfp8_e4m3)
 RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3, 256)
 RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2, 256)
 RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4, 256)

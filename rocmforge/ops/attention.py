@@ -18,8 +18,8 @@ import numpy as np
 from ..device.buffers import as_device_buffer
 from ..kv.config import CacheConfig, KvCacheDtype
 from ._common import check_aligned
-from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_HEAD_DIMS, STAGED_SUFFIX,
-                      THREADS, get_kernel)
+from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_HEAD_DIMS, THREADS,
+                      get_kernel, staged_kernel_name)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
            "decode_plan", "split_plan", "staged_heads", "staged_plan", "staged_shared_bytes",
@@ -130,11 +130,15 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
     if dt is KvCacheDtype.MXFP8_E4M3 and sm < 89:
         return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {arch})"
     if head_dim not in STAGED_HEAD_DIMS:
-        return f"needs head_dim 128 or 256, not {head_dim}"
+        return f"needs head_dim 64, 128 or 256, not {head_dim}"
     if dt.value not in STAGED_HEAD_DIMS[head_dim]:
         return f"has no {dt.name} body at head_dim {head_dim} (only MX pages there)"
-    if staged_heads(num_kv_heads) is None:
+    heads = staged_heads(num_kv_heads)
+    if heads is None:
         return f"needs 1, 2 or a multiple of 4 KV heads, not {num_kv_heads}"
+    if staged_kernel_name(dt.value, head_dim, heads) is None:
+        return (f"has no 1-KV-head {dt.name} body at head_dim {head_dim} (a head's MX blocks are "
+                f"not whole 4-byte words)")
     if group > 8:
         return f"needs at most 8 query heads per KV head, not {group}"
     if page_size % STAGED_TILE:
@@ -252,12 +256,13 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         check_aligned(k_pages, "decode attention: k_pages")
         check_aligned(v_pages, "decode attention: v_pages")
         heads = staged_heads(num_kv_heads)
-        if heads == 4 and row_bytes % 16:
-            raise ValueError(f"the staged attention kernel needs row_bytes % 16 == 0, got {row_bytes}")
+        piece = 16 if dtype.row_bytes(4 * d) % 16 == 0 else 8   # copy piece of 4-head slices
+        if heads == 4 and row_bytes % piece:
+            raise ValueError(f"the staged attention kernel needs row_bytes % {piece} == 0, got {row_bytes}")
         if heads < 4 and row_bytes != dtype.row_bytes(heads * d):
             raise ValueError(f"the staged attention kernel with {heads} KV heads needs whole rows of "
                              f"{dtype.row_bytes(heads * d)} bytes, got row_bytes {row_bytes}")
-        kern = get_kernel(dev, f"attn_staged_{dtype.value}_d{d}{STAGED_SUFFIX[heads]}")
+        kern = get_kernel(dev, staged_kernel_name(dtype.value, d, heads))
         smem = staged_shared_bytes(dtype, heads, d)
         kern.allow_shared(smem)
         kern.launch((batch * num_kv_heads // heads * n_splits,), (32 * heads,), part_o,

@@ -125,7 +125,7 @@ for _t in KV_DTYPE_NAMES:
         for _g in ATTN_GROUPS:
             KERNELS[f"attn_decode_{_t}_d{_d}_g{_g}"] = ("attention", ATTN_DECODE_SIGNATURE)
 KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)
-# attn_staged_<dtype>_d<128|256><suffix>: NVIDIA sm_80+ (cp.async + float16 / bfloat16 mma;
+# attn_staged_<dtype>_d<64|128|256><suffix>: NVIDIA sm_80+ (cp.async + float16 / bfloat16 mma;
 # MXFP8_E4M3 sm_89+), one warp per KV head of a workgroup: 4 heads (no suffix), 2 (_h2) or 1
 # (_h1); dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
 STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3", "f16", "bf16")
@@ -135,9 +135,25 @@ ATTN_STAGED_SIGNATURE = (
     ("page_table", _P), ("seq_lens", _P), ("n_q_heads", _I), ("n_kv_heads", _I),
     ("page_size", _I), ("row_bytes", _I), ("table_stride", _I), ("n_splits", _I),
     ("split_tiles", _I), ("window", _I), ("scale", _F), ("softcap", _F))
-STAGED_HEAD_DIMS = {128: STAGED_DTYPE_NAMES, 256: STAGED_DTYPE_NAMES[:4]}   # head_dim 256: MX only
+# head_dim -> page types with a staged body there (256: MX only)
+STAGED_HEAD_DIMS = {64: STAGED_DTYPE_NAMES, 128: STAGED_DTYPE_NAMES, 256: STAGED_DTYPE_NAMES[:4]}
+
+
+def staged_kernel_name(dtype_name: str, head_dim: int, heads: int):
+    """The staged kernel of a page type, head_dim and KV heads per workgroup, or None where
+    there is none (head_dim 64 with MX pages has no 1-head kernel: a head's two MX blocks,
+    e.g. 50 bytes of MXFP6, are not whole 4-byte words)."""
+    if dtype_name not in STAGED_HEAD_DIMS.get(head_dim, ()) or heads not in STAGED_SUFFIX:
+        return None
+    if head_dim == 64 and heads == 1 and dtype_name.startswith("mx"):
+        return None
+    return f"attn_staged_{dtype_name}_d{head_dim}{STAGED_SUFFIX[heads]}"
+
+
 for _d, _names in STAGED_HEAD_DIMS.items():
     for _t in _names:
-        for _sfx in STAGED_SUFFIX.values():
-            KERNELS[f"attn_staged_{_t}_d{_d}{_sfx}"] = ("attention", ATTN_STAGED_SIGNATURE)
-            VENDOR_ONLY[f"attn_staged_{_t}_d{_d}{_sfx}"] = "nvidia"
+        for _h in STAGED_SUFFIX:
+            _name = staged_kernel_name(_t, _d, _h)
+            if _name is not None:
+                KERNELS[_name] = ("attention", ATTN_STAGED_SIGNATURE)
+                VENDOR_ONLY[_name] = "nvidia"
