@@ -157,14 +157,15 @@ def staged_shared_bytes(dtype, heads: int = 4, head_dim: int = 128) -> int:
     return STAGED_STAGES * 2 * (16 * (dt.row_bytes(int(heads) * int(head_dim)) + pad) + 16)
 
 
-def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4):
+def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4, head_dim: int = 128):
     """(n_splits, split_tiles) for the staged kernel: ``max_tiles`` 16-position tiles at
     most per sequence, ``units`` = batch * n_kv_heads / ``heads`` workgroups per split.
 
-    About STAGED_TARGET workgroups of 4 heads (4 warps) per multiprocessor in all, i.e.
-    STAGED_TARGET * 4 / heads of smaller ones, with at least 2 tiles per split; but where one
-    workgroup per tile fits on the multiprocessors at once (units x tiles <= n_sms x 4 /
-    heads), a tile per split.  Every split pays a pipeline fill and writes partial
+    About STAGED_TARGET workgroups of 4 heads (4 warps) of head_dim 128 or 256 per
+    multiprocessor in all, i.e. STAGED_TARGET * 4 / heads of smaller ones, and twice as many
+    at head_dim 64, whose tiles are half the work, with at least 2 tiles per split; but where
+    one workgroup per tile fits on the multiprocessors at once (units x tiles <= that many
+    slots / STAGED_TARGET), a tile per split.  Every split pays a pipeline fill and writes partial
     results that attn_combine merges, so fewer, longer splits beat a full wave of 4 per SM.
     Measured on an H100 (MXFP6_E2M3, 8 KV heads, `bench/probe_kv_attention.py --body staged
     --splits N`, us, 2026-11-26; the plan's choice first):
@@ -175,10 +176,14 @@ def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4):
       batch 4 x 1k:     32 10.6;  16: 10.0;  64: 11.9
       batch 16 x 1k:     8 17.7;   4: 20.3;  16: 22.3
       batch 16 x 256:    8 9.9;    4: 9.9;   16: 14.2
-    (batch 16 x 32k: 8 splits 0.346 ms against 16: 0.363 on earlier kernels.)"""
+    (batch 16 x 32k: 8 splits 0.346 ms against 16: 0.363 on earlier kernels.)  Head_dim 64,
+    32 query / 8 KV heads, 32k (13:05 UTC): batch 1 64 / 128 / 192 / 256 splits 24.5 / 20.3
+    / 20.0 / 19.7 us, batch 16 4 / 8 / 12 / 16 splits 300.6 / 204.1 / 190.6 / 184.4 us; head_dim
+    256, 16 / 8 heads: batch 1 64 / 128 / 192 / 256 57.3 / 52.8 / 65.5 / 58.0, batch 16 4 / 8
+    / 12 / 16 767.1 / 633.4 / 741.9 / 632.3."""
     n_steps = max(1, int(max_tiles))
     units = max(1, int(units))
-    slots = max(1, n_sms) * (4 // int(heads))   # multiprocessors, in 4-warp workgroups
+    slots = max(1, n_sms) * (4 // int(heads)) * max(1, 128 // int(head_dim))
     if units * n_steps <= slots:
         return n_steps, 1
     want = max(1, round(STAGED_TARGET * slots / units))
@@ -314,7 +319,7 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
         heads = staged_heads(num_kv_heads)
         if n_splits is None:
             return ("staged",) + staged_plan(max_tiles, batch * num_kv_heads // heads,
-                                             device.info.multiprocessors, heads)
+                                             device.info.multiprocessors, heads, head_dim)
         return "staged", n_splits, -(-max_tiles // n_splits)
     g = max(x for x in ATTN_GROUPS if group % x == 0)
     if n_splits is None:

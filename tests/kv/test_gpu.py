@@ -473,6 +473,10 @@ def test_decode_plan_and_staged_rules():
     # 2-head (2-warp) workgroups: twice as many fit, so the plan aims at twice as many
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 2, 12, 16, 32768, 1)[1:] == (512, 4)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 2, 12, 16, 4096, 1)[1:] == (256, 1)
+    # head_dim 64: tiles are half the work, so twice as many workgroups
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 32768, 16)[1:] == (16, 128)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 32768, 1)[1:] == (256, 8)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 256, 8, 16, 16, 32768, 16)[1:] == (8, 256)
     # "auto" takes the staged kernel on short ranges too, and the split kernels where the
     # staged one cannot run
     for ctx, batch in ((16, 1), (1024, 1), (4096, 1), (1024, 16)):
