@@ -5,16 +5,17 @@ the same shape, in the same run.
 
     python bench/bench_kv_attention.py [--contexts 1024 4096 16384 32768] [--batches 1 16]
                                        [--iters 30] [--json out.json] [--splits N]
-                                       [--bodies auto split] [--heads 12 2]
-    python bench/bench_kv_attention.py --accuracy [--dtypes ...]   # worst GPU-vs-CPU error
+                                       [--bodies auto split] [--heads 12 2] [--head-dim 64]
+    python bench/bench_kv_attention.py --accuracy [--dtypes ...] [--head-dim 256]   # worst GPU-vs-CPU error
 
 --bodies: which attention kernels to time per dtype: "auto" (what decode_attention picks:
-the staged kernel for MXFP6/MXFP4 on NVIDIA sm_80+, else the split kernels), "split" (the
-split kernels forced), "staged" (where it can run).
+the staged kernel where staged_unsupported allows it, on NVIDIA sm_80+, else the split
+kernels), "split" (the split kernels forced), "staged" (where it can run).
 
 Shape: 32 query heads, 8 KV heads (--heads HQ HK for others, e.g. 12 2 as in Qwen2.5-1.5B),
-head_dim 128 (--head-dim 256 as in Gemma 3; the bars are checked at 32 8 x 128 only), page_size 16, one layer; every sequence of
-a batch holds `context` tokens (random normal K/V quantized by kv_write; pages in a random
+head_dim 128 (--head-dim 64 as in Llama 3.2 1B, 256 as in Gemma 3; the bars are checked at
+32 / 8 heads x 128 only), page_size 16, one layer; every sequence of a batch holds `context`
+tokens (random normal K/V quantized by kv_write; pages in a random
 order, as a fragmented pool would hand them out).  Times: --iters calls captured
 into one graph (ours: rocmforge.device.Graph; PyTorch: torch.cuda.CUDAGraph), events around a
 replay that is queued behind an untimed one (so the host's graph launch happens while the
