@@ -247,7 +247,7 @@ def main(argv=None) -> int:
                     help="query and KV heads (default 32 8)")
     ap.add_argument("--head-dim", type=int, default=D, help="head_dim (default 128)")
     ap.add_argument("--accuracy", action="store_true",
-                    help="only measure the worst GPU-vs-CPU error of each dtype at head_dim 128")
+                    help="only measure the worst GPU-vs-CPU error of each dtype (at --head-dim)")
     args = ap.parse_args(argv)
     set_heads(*args.heads, args.head_dim)
     bar_shape = (HQ, HK, D) == (32, 8, 128)

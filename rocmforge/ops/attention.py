@@ -297,7 +297,9 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     ``body``: "auto" (staged wherever ``staged_unsupported`` allows, at every length and
     batch: on an H100 it ran 1.12-1.75x faster than the split kernels on every shape
     measured with 8 KV heads, MXFP6/MXFP4/MXFP8/F16/BF16 x batch 1-16 x 64-32768 positions,
-    and 1.15-4.6x with 2 KV heads except F16 at batch 1 x 1k, 0.94x; else split),
+    and 1.15-4.6x with 2 KV heads except F16 at batch 1 x 1k, 0.94x; at head_dim 64 1.2-2.0x,
+    at 256 1.06-2.9x except batch 1 x 1k with 8 KV heads, 0.87-0.91x: docs/BENCHMARKS.md;
+    else split),
     "staged" (ValueError naming the reason where it cannot run) or "split"."""
     dtype = KvCacheDtype.parse(dtype)
     if body not in ("auto", "staged", "split"):
