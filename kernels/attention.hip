@@ -1145,7 +1145,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   constexpr bool D64 = D == 64;
   constexpr int NM = D64 ? 4 : 8;                     // mma per product and group
   constexpr int NOT = NBG * NM;                       // O^T tiles
-  static_assert(D == 64 || D == 128 || (D == 256 && F::bits != 16), "head_dim 64, 128, or 256 for MX pages");
+  static_assert(D == 64 || D == 128 || D == 256, "head_dim 64, 128 or 256");
   constexpr int HB = D / RF_MX_BLOCK * BB;            // bytes of one head of one position
   constexpr int SL = HW * HB;                         // the workgroup's slice of a position
   // RUN: a slice of 1 or 2 heads that is not whole 16-byte chunks (MX pages); the launcher
@@ -1305,15 +1305,18 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   if constexpr (P16) {   // pair p = values 16 (p / 2) + 2 t4 + 8 (p % 2) + {0, 1}: ldmatrix's K order
     const float* qg = q + ((rf_i64)b * n_q_heads + qh0 + (g < group ? g : 0)) * D + 2 * t4;
 #pragma unroll
-    for (int m = 0; m < 8; ++m) {
+    for (int bg = 0; bg < NBG; ++bg) {
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        if (m < NM) {
-          const float2 x = *(const float2*)(qg + 16 * m + 8 * e);
-          qv[0][4 * m + 2 * e] = x.x;
-          qv[0][4 * m + 2 * e + 1] = x.y;
-        } else {                         // head_dim 64: pairs 8.. unused
-          qv[0][4 * m + 2 * e] = qv[0][4 * m + 2 * e + 1] = 0.0f;
+      for (int m = 0; m < 8; ++m) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (m < NM) {
+            const float2 x = *(const float2*)(qg + 128 * bg + 16 * m + 8 * e);
+            qv[bg][4 * m + 2 * e] = x.x;
+            qv[bg][4 * m + 2 * e + 1] = x.y;
+          } else {                       // head_dim 64: pairs 8.. unused
+            qv[bg][4 * m + 2 * e] = qv[bg][4 * m + 2 * e + 1] = 0.0f;
+          }
         }
       }
     }
@@ -1338,11 +1341,11 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // ---- Q^T (B operand, column g = query head qh0 + g): pairs of block t4 (+ 4 bg) as the K
   // lanes, scaled by 2^-qe (max |q| of the head's 128 values of group bg in [1, 2)); qfh[bg][e]:
   // 2^qe * scale (x log2 e without a softcap) of heads 2 t4 + e, the columns of this lane's scores.
-  rf_u32 qb[NBG][8][2], ql[8][2];   // ql: the 16-bit pages' lo parts of q
+  rf_u32 qb[NBG][8][2], ql[P16 ? NBG : 1][8][2];   // ql: the 16-bit pages' lo parts of q
   float qfh[NBG][2];
 #pragma unroll
   for (int bg = 0; bg < NBG; ++bg) {
-    const float qf = (P16 ? rf_q_pairs_split<BF>(qv[0], g < group, qb[0], ql)
+    const float qf = (P16 ? rf_q_pairs_split<BF>(qv[bg], g < group, qb[bg], ql[P16 ? bg : 0])
                           : rf_q_pairs_h16<F>(qv[bg], g < group, qb[bg])) *
                      scale * (softcap > 0.0f ? 1.0f : RF_LOG2E);
 #pragma unroll
@@ -1389,11 +1392,14 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     if constexpr (P16) {   // A = K straight from shared memory: position l % 16, values + 8 (l / 16)
       const rf_u32 ka = rf_smem_u32(kwds) + (rf_u32)((lane & 15) * PS + w * HB + 16 * (lane >> 4));
 #pragma unroll
-      for (int m = 0; m < NM; ++m) {
-        rf_u32 a0, a1, a2, a3;
-        rf_ldmatrix_x4(ka + 32u * (rf_u32)m, a0, a1, a2, a3);
-        rf_mma_16_full<BF>(sc[0], a0, a1, a2, a3, qb[0][m][0], qb[0][m][1]);
-        rf_mma_16_full<BF>(sc[0], a0, a1, a2, a3, ql[m][0], ql[m][1]);
+      for (int bg = 0; bg < NBG; ++bg) {
+#pragma unroll
+        for (int m = 0; m < NM; ++m) {
+          rf_u32 a0, a1, a2, a3;
+          rf_ldmatrix_x4(ka + 256u * (rf_u32)bg + 32u * (rf_u32)m, a0, a1, a2, a3);
+          rf_mma_16_full<BF>(sc[bg], a0, a1, a2, a3, qb[bg][m][0], qb[bg][m][1]);
+          rf_mma_16_full<BF>(sc[bg], a0, a1, a2, a3, ql[P16 ? bg : 0][m][0], ql[P16 ? bg : 0][m][1]);
+        }
       }
     } else {
 #pragma unroll
@@ -1494,7 +1500,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       const rf_u32 va = rf_smem_u32(vwds) +
                         (rf_u32)(((lane & 7) + 8 * (lane >> 4)) * PS + w * HB + 16 * ((lane >> 3) & 1));
 #pragma unroll
-      for (int i = 0; i < NM; ++i) {   // values 16 i .. 16 i + 15 of the head
+      for (int i = 0; i < NOT; ++i) {   // values 16 i .. 16 i + 15 of the head
         rf_u32 a0, a1, a2, a3;
         rf_ldmatrix_x4_trans(va + 32u * (rf_u32)i, a0, a1, a2, a3);
         rf_mma_16_full<BF>(o[i], a0, a1, a2, a3, pb0, pb1);
@@ -1686,6 +1692,8 @@ RF_ATTN_STAGED(mxfp6_e2m3, rf_fmt_mxfp6_e2m3, 256)
 RF_ATTN_STAGED(mxfp6_e3m2, rf_fmt_mxfp6_e3m2, 256)
 RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4, 256)
 RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3, 256)
+RF_ATTN_STAGED(f16, rf_fmt_f16_pages, 256)
+RF_ATTN_STAGED(bf16, rf_fmt_bf16_pages, 256)
 
 #endif
 

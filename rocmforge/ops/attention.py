@@ -30,12 +30,15 @@ STAGED_STAGES = 3       # tile buffers of a staged workgroup (NST in kernels/att
 STAGED_TARGET = 2       # 4-head staged workgroups per multiprocessor the split plan aims at
 
 
-def staged_heads(num_kv_heads: int):
-    """KV heads (one warp each) of a staged workgroup: 4 where they divide the KV heads, else
-    all of them where there are 1 or 2 (the workgroup then holds whole page rows, which need
-    not be 16-byte multiples: MXFP6 with 2 heads has 200-byte rows); None otherwise."""
+def staged_heads(num_kv_heads: int, dtype="mxfp6_e2m3", head_dim: int = 128):
+    """KV heads (one warp each) of a staged workgroup: 4 where they divide the KV heads (2
+    for F16 / BF16 pages at head_dim 256, whose 4-head tiles would take 198 KB of shared
+    memory), else all of them where there are 1 or 2 (the workgroup then holds whole page
+    rows, which need not be 16-byte multiples: MXFP6 with 2 heads has 200-byte rows); None
+    otherwise."""
     n = int(num_kv_heads)
-    return 4 if n % 4 == 0 else n if n in (1, 2) else None
+    big = 2 if int(head_dim) == 256 and KvCacheDtype.parse(dtype).bits_per_value == 16 else 4
+    return big if n % big == 0 else n if n in (1, 2) else None
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -133,7 +136,7 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
         return f"needs head_dim 64, 128 or 256, not {head_dim}"
     if dt.value not in STAGED_HEAD_DIMS[head_dim]:
         return f"has no {dt.name} body at head_dim {head_dim} (only MX pages there)"
-    heads = staged_heads(num_kv_heads)
+    heads = staged_heads(num_kv_heads, dt, head_dim)
     if heads is None:
         return f"needs 1, 2 or a multiple of 4 KV heads, not {num_kv_heads}"
     if staged_kernel_name(dt.value, head_dim, heads) is None:
@@ -260,13 +263,15 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         v_pages = as_device_buffer(v_pages, "decode attention: v_pages")
         check_aligned(k_pages, "decode attention: k_pages")
         check_aligned(v_pages, "decode attention: v_pages")
-        heads = staged_heads(num_kv_heads)
-        piece = 16 if dtype.row_bytes(4 * d) % 16 == 0 else 8   # copy piece of 4-head slices
-        if heads == 4 and row_bytes % piece:
-            raise ValueError(f"the staged attention kernel needs row_bytes % {piece} == 0, got {row_bytes}")
-        if heads < 4 and row_bytes != dtype.row_bytes(heads * d):
-            raise ValueError(f"the staged attention kernel with {heads} KV heads needs whole rows of "
-                             f"{dtype.row_bytes(heads * d)} bytes, got row_bytes {row_bytes}")
+        heads = staged_heads(num_kv_heads, dtype, d)
+        sl = dtype.row_bytes(heads * d)                # a workgroup's slice of a row
+        if heads < 4 and sl % 16:                      # whole rows, one contiguous run a tile
+            if row_bytes != sl:
+                raise ValueError(f"the staged attention kernel with {heads} KV heads needs whole rows of "
+                                 f"{sl} bytes, got row_bytes {row_bytes}")
+        elif row_bytes % (16 if sl % 16 == 0 else 8):  # slices copied in 16- or 8-byte pieces
+            raise ValueError(f"the staged attention kernel needs row_bytes % {16 if sl % 16 == 0 else 8} "
+                             f"== 0, got {row_bytes}")
         kern = get_kernel(dev, staged_kernel_name(dtype.value, d, heads))
         smem = staged_shared_bytes(dtype, heads, d)
         kern.allow_shared(smem)
@@ -318,7 +323,7 @@ def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int,
     if why is None:
         # tiles a sequence's attended range can touch: one more when a window starts mid-tile
         max_tiles = -(-eff // STAGED_TILE) + (1 if w else 0)
-        heads = staged_heads(num_kv_heads)
+        heads = staged_heads(num_kv_heads, dtype, head_dim)
         if n_splits is None:
             return ("staged",) + staged_plan(max_tiles, batch * num_kv_heads // heads,
                                              device.info.multiprocessors, heads, head_dim)

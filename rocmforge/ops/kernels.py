@@ -135,8 +135,8 @@ ATTN_STAGED_SIGNATURE = (
     ("page_table", _P), ("seq_lens", _P), ("n_q_heads", _I), ("n_kv_heads", _I),
     ("page_size", _I), ("row_bytes", _I), ("table_stride", _I), ("n_splits", _I),
     ("split_tiles", _I), ("window", _I), ("scale", _F), ("softcap", _F))
-# head_dim -> page types with a staged body there (256: MX only)
-STAGED_HEAD_DIMS = {64: STAGED_DTYPE_NAMES, 128: STAGED_DTYPE_NAMES, 256: STAGED_DTYPE_NAMES[:4]}
+# head_dim -> page types with a staged body there
+STAGED_HEAD_DIMS = {64: STAGED_DTYPE_NAMES, 128: STAGED_DTYPE_NAMES, 256: STAGED_DTYPE_NAMES}
 
 
 def staged_kernel_name(dtype_name: str, head_dim: int, heads: int):

@@ -321,8 +321,8 @@ def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
     reference and the split kernels, on contexts 1..1037 and a fork; windows that start
     mid-tile (24) and span several (300).  1 and 2 KV heads run the _h1 / _h2 kernels
     (whole rows a workgroup: MX rows of 68-528 bytes, not 16-byte multiples); head_dim 256
-    (MX only) runs each half of a head as head_dim 128 does; head_dim 64 runs half blocks
-    per K lane and copies MX slices of 4 heads in 8-byte pieces."""
+    runs each half of a head as head_dim 128 does (F16 / BF16: 2 heads a workgroup);
+    head_dim 64 runs half blocks per K lane and copies MX slices of 4 heads in 8-byte pieces."""
     _need_staged(gpu, dtype, hk, gqa, page_size, head_dim)
     rng = np.random.default_rng([page_size, hk, gqa, window or 0, STAGED.index(dtype), head_dim])
     host, dcache, sids = build(gpu, dtype, page_size, hk, head_dim, rng)
@@ -369,7 +369,7 @@ def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa):
     (KvCacheDtype.MXFP8_E4M3, "staged", 2, 128), (KvCacheDtype.F16, "staged", 1, 128),
     (KvCacheDtype.MXFP6_E3M2, "staged", 4, 256), (KvCacheDtype.MXFP8_E4M3, "staged", 1, 256),
     (KvCacheDtype.MXFP6_E2M3, "staged", 4, 64), (KvCacheDtype.MXFP4, "staged", 2, 64),
-    (KvCacheDtype.BF16, "staged", 1, 64)], ids=str)
+    (KvCacheDtype.BF16, "staged", 1, 64), (KvCacheDtype.F16, "staged", 4, 256)], ids=str)
 def test_stale_page_slots_never_reach_the_output(gpu, dtype, body, hk, d):
     """A page freed by one sequence and reused by another still holds the old rows (NaN
     and Inf here) past the new sequence's length: they must not leak into its attention.
@@ -434,6 +434,11 @@ def test_decode_plan_and_staged_rules():
         assert attn_ops.staged_unsupported(Fake, dt, 64, 2, 4, 16) is None
         assert "1-KV-head" in attn_ops.staged_unsupported(Fake, dt, 64, 1, 4, 16)
     assert attn_ops.staged_unsupported(Fake, "f16", 64, 1, 4, 16) is None
+    # F16 / BF16 at head_dim 256: 2 heads a workgroup (4 would take 198 KB of shared memory)
+    assert [attn_ops.staged_heads(n, "bf16", 256) for n in (1, 2, 3, 4, 8)] == [1, 2, None, 2, 2]
+    assert attn_ops.staged_heads(8, "mxfp4", 256) == 4 and attn_ops.staged_heads(8, "f16", 128) == 4
+    assert attn_ops.staged_shared_bytes("f16", 2, 256) == 3 * 2 * (16 * (1024 + 16) + 16) < 100 * 1024
+    assert attn_ops.staged_unsupported(Fake, "f16", 256, 8, 4, 16) is None
     assert attn_ops.staged_unsupported(Fake86, "f16", 128, 8, 4, 16) is None
     # 4 heads a workgroup where they divide the KV heads, else whole rows of 1 or 2 heads
     assert [attn_ops.staged_heads(n) for n in (1, 2, 3, 4, 6, 8, 12)] == [1, 2, None, 4, None, 4, 4]
@@ -442,7 +447,6 @@ def test_decode_plan_and_staged_rules():
     for args, word in (((Fake86, "mxfp8_e4m3", 128, 8, 4, 16), "sm_89"),
                        ((Fake, "f32", 128, 8, 4, 16), "F32"),
                        ((Fake, "mxfp4", 96, 8, 4, 16), "head_dim"),
-                       ((Fake, "f16", 256, 8, 4, 16), "head_dim 256"),
                        ((Fake, "mxfp4", 128, 6, 4, 16), "KV heads"),
                        ((Fake, "mxfp4", 128, 3, 4, 16), "KV heads"),
                        ((Fake, "mxfp4", 128, 8, 16, 16), "query heads"),
