@@ -26,7 +26,7 @@
 // On NVIDIA sm_80+ the MX kernels at head_dim 128 use tensor-core bodies instead (same
 // entry points, work split and partial results): float16 mma for MXFP6/MXFP4, TF32 mma for
 // MXFP8 (below).  NVIDIA sm_80+ also has a staged kernel for MXFP6/MXFP4 (and MXFP8_E4M3 on
-// sm_89+) at head_dim 64 and 128, and 256 for MX pages (attn_staged_*, below: a workgroup
+// sm_89+) at head_dim 64, 128 and 256 (attn_staged_*, below: a workgroup
 // per 4 KV heads, or per 1 or 2 where those are all the heads; pages copied to shared memory
 // with cp.async), with the same partial results.
 // Kernel 2, attn_combine: one workgroup per (sequence, query head, NV values) merges the
@@ -53,12 +53,13 @@
 //                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * head_dim / NV,
 //                NV = min(head_dim, 1024 / (largest power of two <= min(n_splits, 32)))
 //   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3|f16|bf16>_d<64|128|256>[_h2|_h1](  NVIDIA
-//       sm_80+ only (MXFP8: sm_89+; d256: MX only; d64 MX: no _h1); HW = 4 (no suffix), 2 or 1
+//       sm_80+ only (MXFP8: sm_89+; d64 MX: no _h1; d256 F16/BF16: HW 2, 1); HW = 4 (no suffix), 2 or 1
 //       KV heads a workgroup, 32 HW threads; dynamic shared memory: staged_shared_bytes(dtype, HW,
 //       D) (Python);
 //       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
 //       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // HW 4: n_kv_heads % 4 == 0;        n_splits *
 //                                                     // HW 1, 2: n_kv_heads == HW         n_kv_heads / HW
+//                                                     // (16-bit at d256, HW 2: % 2)
 //       rf_i32 page_size, rf_i32 row_bytes,           // page_size % 16 == 0; HW 4: row_bytes % 16
 //                                                     // == 0 (MX at d64: % 8)
 //       rf_i32 table_stride, rf_i32 n_splits, rf_i32 split_tiles,   // 16-position tiles per split
@@ -999,8 +1000,9 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 //   ldmatrix (.trans for V), positions 16 bytes apart beyond their slice (bank-conflict-free
 //   rows), and q and p are hi + lo pairs of the page type, two mma per product.
 // The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4/F16/BF16 (MXFP8_E4M3
-// on sm_89+) pages at head_dim 64 / 128 / 256 (MX) with n_kv_heads % 4 == 0 or n_kv_heads in
-// {1, 2} (MX at head_dim 64: 2), group <= 8 and page_size % 16 == 0 on NVIDIA sm_80+.
+// on sm_89+) pages at head_dim 64 / 128 / 256 with n_kv_heads % 4 == 0 (16-bit pages at 256:
+// % 2) or n_kv_heads in {1, 2} (MX at head_dim 64: 2), group <= 8 and page_size % 16 == 0 on
+// NVIDIA sm_80+.
 // The tile buffers, NST x (K, V) x BUFW words, in dynamic shared memory (MXFP8 needs 50.8 KB,
 // above the 48 KB of a static array): the launcher passes staged_shared_bytes(dtype).
 extern __shared__ __align__(16) rf_u32 rf_staged_smem[];
