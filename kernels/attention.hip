@@ -1510,55 +1510,55 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
       }
     } else {
 #pragma unroll
-     for (int bg = 0; bg < NBG; ++bg) {   // V unit g + 8 bg: O^T tiles 8 bg .. 8 bg + 7
-      rf_u32 cw[4][NC + 2], vsb[4];
-      // head_dim 64: unit g % 4, its code stream read from value 4 (g / 4) on (3 bytes of FP6,
-      // else 4: FP4 holds values v and v + 8 in byte v % 8), so that values i, i + 8 of the
-      // stream are the unit's 4 (g / 4) + i, + 8
-      const int un = D64 ? (g & 3) : 8 * bg + g;
-      const int ovs = D64 ? (g >> 2) * (F::bits == 6 ? 3 : 4) : 0;
+      for (int bg = 0; bg < NBG; ++bg) {   // V unit g + 8 bg: O^T tiles 8 bg .. 8 bg + 7
+        rf_u32 cw[4][NC + 2], vsb[4];
+        // head_dim 64: unit g % 4, its code stream read from value 4 (g / 4) on (3 bytes of FP6,
+        // else 4: FP4 holds values v and v + 8 in byte v % 8), so that values i, i + 8 of the
+        // stream are the unit's 4 (g / 4) + i, + 8
+        const int un = D64 ? (g & 3) : 8 * bg + g;
+        const int ovs = D64 ? (g >> 2) * (F::bits == 6 ? 3 : 4) : 0;
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
-        const int blk = pv * SL + w * HB + (un >> 1) * BB;       // byte offset of the unit's block
-        const int oc = blk + 1 + (un & 1) * K::CB + ovs;          // ... of its codes
-        const rf_u32* a = vwds + (oc >> 2);
-        const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
-        rf_u32 raw[NC + 1];
+        for (int r = 0; r < 4; ++r) {
+          const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
+          const int blk = pv * SL + w * HB + (un >> 1) * BB;       // byte offset of the unit's block
+          const int oc = blk + 1 + (un & 1) * K::CB + ovs;          // ... of its codes
+          const rf_u32* a = vwds + (oc >> 2);
+          const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
+          rf_u32 raw[NC + 1];
 #pragma unroll
-        for (int i = 0; i <= NC; ++i) raw[i] = a[i];
+          for (int i = 0; i <= NC; ++i) raw[i] = a[i];
 #pragma unroll
-        for (int i = 0; i < NC; ++i) cw[r][i] = rf_funnel_r(raw[i], raw[i + 1], sh);
-        if (F::bits == 6) {
-          cw[r][NC] = rf_funnel_r(cw[r][0], cw[r][1], 16u);
-          cw[r][NC + 1] = rf_funnel_r(cw[r][1], cw[r][2], 16u);
-        } else {
-          cw[r][NC] = cw[r][NC + 1] = 0u;
+          for (int i = 0; i < NC; ++i) cw[r][i] = rf_funnel_r(raw[i], raw[i + 1], sh);
+          if (F::bits == 6) {
+            cw[r][NC] = rf_funnel_r(cw[r][0], cw[r][1], 16u);
+            cw[r][NC + 1] = rf_funnel_r(cw[r][1], cw[r][2], 16u);
+          } else {
+            cw[r][NC] = cw[r][NC + 1] = 0u;
+          }
+          vsb[r] = ((const rf_u8*)vwds)[blk];
         }
-        vsb[r] = ((const rf_u8*)vwds)[blk];
-      }
-      const int ev_step = (int)__reduce_max_sync(
-          0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
-      if (ev_step > ev_run[bg]) {  // warp-uniform
-        const float alpha = rf_exp2f((float)(ev_run[bg] - ev_step));
+        const int ev_step = (int)__reduce_max_sync(
+            0xffffffffu, rf_max_u32(rf_max_u32(vsb[0], vsb[1]), rf_max_u32(vsb[2], vsb[3])));
+        if (ev_step > ev_run[bg]) {  // warp-uniform
+          const float alpha = rf_exp2f((float)(ev_run[bg] - ev_step));
 #pragma unroll
-        for (int i = NM * bg; i < NM * bg + NM; ++i) {
-          o[i][0] *= alpha; o[i][1] *= alpha; o[i][2] *= alpha; o[i][3] *= alpha;
+          for (int i = NM * bg; i < NM * bg + NM; ++i) {
+            o[i][0] *= alpha; o[i][1] *= alpha; o[i][2] *= alpha; o[i][3] *= alpha;
+          }
+          ev_run[bg] = ev_step;
         }
-        ev_run[bg] = ev_step;
-      }
-      const rf_u32 f01 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[0] - ev_run[bg]),
-                                     rf_h16_pow2(H::EBIAS + (int)vsb[1] - ev_run[bg]), 0x5410u);
-      const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run[bg]),
-                                     rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run[bg]), 0x5410u);
+        const rf_u32 f01 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[0] - ev_run[bg]),
+                                       rf_h16_pow2(H::EBIAS + (int)vsb[1] - ev_run[bg]), 0x5410u);
+        const rf_u32 f23 = __byte_perm(rf_h16_pow2(H::EBIAS + (int)vsb[2] - ev_run[bg]),
+                                       rf_h16_pow2(H::EBIAS + (int)vsb[3] - ev_run[bg]), 0x5410u);
 #pragma unroll
-      for (int i = 0; i < NM; ++i) {
-        rf_mma_f16_full(o[NM * bg + i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
-                        rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i + 8), f01),
-                        rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i), f23),
-                        rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i + 8), f23), pb0, pb1);
+        for (int i = 0; i < NM; ++i) {
+          rf_mma_f16_full(o[NM * bg + i], rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i), f01),
+                          rf_h2_mul(rf_h16_cross<F, NC>(cw[0], cw[1], i + 8), f01),
+                          rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i), f23),
+                          rf_h2_mul(rf_h16_cross<F, NC>(cw[2], cw[3], i + 8), f23), pb0, pb1);
+        }
       }
-     }
     }
   }
 
