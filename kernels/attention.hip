@@ -1023,6 +1023,16 @@ RF_DEVICE void rf_cp_async4(rf_u32 dst, const void* src, rf_u32 src_bytes) {
 RF_DEVICE void rf_cp_async8(rf_u32 dst, const void* src, rf_u32 src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
+// N = 16, 8 or 4 bytes, the first src_bytes of them from global memory
+template <int N>
+RF_DEVICE void rf_cp_async(rf_u32 dst, const void* src, rf_u32 src_bytes) {
+  if constexpr (N == 16)
+    rf_cp_async16(dst, src, src_bytes);
+  else if constexpr (N == 8)
+    rf_cp_async8(dst, src, src_bytes);
+  else
+    rf_cp_async4(dst, src, src_bytes);
+}
 RF_DEVICE void rf_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 RF_DEVICE void rf_cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
 RF_DEVICE void rf_cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
@@ -1232,13 +1242,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
         for (int i = 0; i < CPK; ++i) {
           if (i < CPK - 1 || last_ok) {
             const rf_u32 d = dst + (rf_u32)CB16 * NT * i + (rf_u32)(PAD * (goff[i] & 15));
-            if constexpr (CB16 == 16) {
-              rf_cp_async16(d, kb + goff_at(i), 16u);
-              rf_cp_async16(d + BUFB, vb + goff_at(i), 16u);
-            } else {
-              rf_cp_async8(d, kb + goff_at(i), 8u);
-              rf_cp_async8(d + BUFB, vb + goff_at(i), 8u);
-            }
+            rf_cp_async<CB16>(d, kb + goff_at(i), (rf_u32)CB16);
+            rf_cp_async<CB16>(d + BUFB, vb + goff_at(i), (rf_u32)CB16);
           }
         }
       } else if constexpr (RUN) {                       // word by word, zero-filling positions
@@ -1257,13 +1262,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
             const int pos = 16 * T + (goff[i] & 15);
             const rf_u32 n = pos >= start && pos < len ? (rf_u32)PB : 0u;
             const rf_u32 d = dst + (rf_u32)PB * NT * i + (rf_u32)(PAD * (goff[i] & 15));
-            if constexpr (PB == 16) {
-              rf_cp_async16(d, kb + goff_at(i), n);
-              rf_cp_async16(d + BUFB, vb + goff_at(i), n);
-            } else {
-              rf_cp_async8(d, kb + goff_at(i), n);
-              rf_cp_async8(d + BUFB, vb + goff_at(i), n);
-            }
+            rf_cp_async<PB>(d, kb + goff_at(i), n);
+            rf_cp_async<PB>(d + BUFB, vb + goff_at(i), n);
           }
         }
       }
@@ -1409,24 +1409,16 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
         rf_u32 wd[2][NWO], fk[2];
 #pragma unroll
         for (int tt = 0; tt < 2; ++tt) {
-          if constexpr (D64) {   // half t4 % 2 of block t4 / 2: its codes read from K::CB bytes on
-            const int ob = (8 * tt + g) * SL + w * HB + (t4 >> 1) * BB;
-            const int oh = ob + (t4 & 1) * K::CB;
-            const rf_u32* a = kwds + (oh >> 2);
-            rf_u32 raw[NWO];
+          // byte offset of the block, and where the lane reads it from (head_dim 64: half t4 % 2
+          // of block t4 / 2, its codes from K::CB bytes on, the block's scale byte read apart)
+          const int ob = (8 * tt + g) * SL + w * HB + (D64 ? t4 >> 1 : 4 * bg + t4) * BB;
+          const int oh = D64 ? ob + (t4 & 1) * K::CB : ob;
+          const rf_u32* a = kwds + (oh >> 2);
+          rf_u32 raw[NWO];
 #pragma unroll
-            for (int i = 0; i < NWO; ++i) raw[i] = a[i];
-            sfp[bg][tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, (rf_u32)(oh & 3) * 8u, wd[tt], fk[tt],
-                                                                     ((const rf_u8*)kwds)[ob]));
-          } else {
-            const int ob = (8 * tt + g) * SL + w * HB + (4 * bg + t4) * BB;   // byte offset of the block
-            const rf_u32* a = kwds + (ob >> 2);
-            const rf_u32 sh = (rf_u32)(ob & 3) * 8u;
-            rf_u32 raw[NWO];
-#pragma unroll
-            for (int i = 0; i < NWO; ++i) raw[i] = a[i];
-            sfp[bg][tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, sh, wd[tt], fk[tt]));
-          }
+          for (int i = 0; i < NWO; ++i) raw[i] = a[i];
+          sfp[bg][tt] = rf_e8m0_to_float((rf_u32)rf_k_block_h16<F>(raw, (rf_u32)(oh & 3) * 8u, wd[tt], fk[tt],
+                                                                   D64 ? (int)((const rf_u8*)kwds)[ob] : -1));
         }
 #pragma unroll
         for (int m = 0; m < NM; ++m) {
