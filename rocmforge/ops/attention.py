@@ -269,9 +269,8 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
             if row_bytes != sl:
                 raise ValueError(f"the staged attention kernel with {heads} KV heads needs whole rows of "
                                  f"{sl} bytes, got row_bytes {row_bytes}")
-        elif row_bytes % (16 if sl % 16 == 0 else 8):  # slices copied in 16- or 8-byte pieces
-            raise ValueError(f"the staged attention kernel needs row_bytes % {16 if sl % 16 == 0 else 8} "
-                             f"== 0, got {row_bytes}")
+        elif row_bytes % (piece := 16 if sl % 16 == 0 else 8):   # slices in 16- or 8-byte pieces
+            raise ValueError(f"the staged attention kernel needs row_bytes % {piece} == 0, got {row_bytes}")
         kern = get_kernel(dev, staged_kernel_name(dtype.value, d, heads))
         smem = staged_shared_bytes(dtype, heads, d)
         kern.allow_shared(smem)
