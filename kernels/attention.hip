@@ -52,16 +52,17 @@
 //                const float* part_ml,  // (n_rows, n_splits, 2)
 //                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * head_dim / NV,
 //                NV = min(head_dim, 1024 / (largest power of two <= min(n_splits, 32)))
-//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3|f16|bf16>_d<64|128|256>[_h2|_h1](  NVIDIA
-//       sm_80+ only (MXFP8: sm_89+; d64 MX: no _h1; d256 F16/BF16: HW 2, 1); HW = 4 (no suffix), 2 or 1
-//       KV heads a workgroup, 32 HW threads; dynamic shared memory: staged_shared_bytes(dtype, HW,
-//       D) (Python);
+//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3|f16|bf16>_d<64|128|256>[_h2|_h1|_h2s|_h1s](
+//       NVIDIA sm_80+ only (MXFP8: sm_89+; d64 MX: no _h1); HW = 4 (no suffix), 2 or 1 KV heads a
+//       workgroup, 32 HW threads; _h2s / _h1s (MX, d64 _h2s, d128 both, d256 _h1s): a slice of
+//       wider rows; dynamic shared memory: staged_shared_bytes(dtype, HW, D) (Python);
 //       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
-//       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // HW 4: n_kv_heads % 4 == 0;        n_splits *
-//                                                     // HW 1, 2: n_kv_heads == HW         n_kv_heads / HW
-//                                                     // (16-bit at d256, HW 2: % 2)
-//       rf_i32 page_size, rf_i32 row_bytes,           // page_size % 16 == 0; HW 4: row_bytes % 16
-//                                                     // == 0 (MX at d64: % 8)
+//       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // n_kv_heads % HW == 0;               n_splits *
+//                                                     // MX _h2 / _h1 (not d256 _h2):        n_kv_heads / HW
+//                                                     // n_kv_heads == HW
+//       rf_i32 page_size, rf_i32 row_bytes,           // page_size % 16 == 0; row_bytes a multiple
+//                                                     // of the piece (16, 8 or 4 bytes; RUN:
+//                                                     // == the slice)
 //       rf_i32 table_stride, rf_i32 n_splits, rf_i32 split_tiles,   // 16-position tiles per split
 //       rf_i32 window, float scale, float softcap)    // group <= 8
 #include "rocmforge/mx.h"
@@ -958,21 +959,23 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
   }
 }
 // ---------------------------------------------------------------- kernel 1, staged (NVIDIA sm_80+)
-// attn_staged_<dtype>_d<64|128|256>[_h2|_h1]: pages staged in shared memory, both
+// attn_staged_<dtype>_d<64|128|256>[_h2|_h1|_h2s|_h1s]: pages staged in shared memory, both
 // products as float16 mma.m16n8k16 with the operands transposed so that no register of
 // an mma is padding.  Same partial results as the other bodies (acc relative to M, M, L).
 // * Workgroup = (sequence b, split, group of HW KV heads), 32 HW threads; warp w serves KV
 //   head HW * hg + w and the whole group of query heads that reads it (group <= 8).  HW = 4,
-//   or 1 / 2 where those are all the KV heads (the _h1 / _h2 kernels: whole page rows).
+//   else 2 or 1 (the _h2 / _h1 kernels; for MX heads that are not whole 16-byte pieces they
+//   hold whole page rows, and _h2s / _h1s take a slice of wider rows).
 // * The attended range is walked in 16-position tiles aligned to multiples of 16 (a tile
 //   lies inside one page: page_size % 16 == 0); a split is `split_tiles` tiles from the
 //   tile holding the range's first position.  For each tile the threads copy the HW heads'
-//   K and V slices (16 x HW x HB bytes each) into shared memory with cp.async, 16 bytes at a
-//   time, zero-filling positions outside [start, len) (a stale page slot never puts a NaN
-//   into P V).  4 heads: one contiguous 16-byte-aligned run per position (row_bytes % 16 ==
-//   0).  Whole rows of 1 or 2 heads (MX rows of 68-264 bytes need not be 16-byte multiples):
-//   the tile is one contiguous run of 16 row_bytes bytes, copied in 16-byte chunks, or word by
-//   word with exact zero-filling where the tile has positions outside the range.  Three
+//   K and V slices (16 x HW x HB bytes each) into shared memory with cp.async, zero-filling
+//   positions outside [start, len) (a stale page slot never puts a NaN into P V): one
+//   contiguous run per position, in 16-byte pieces (8 or 4 where the slice is not a multiple
+//   of 16: 4 MX heads at head_dim 64, _h2s, _h1s).  Whole rows of 1 or 2 MX heads that are
+//   not 16-byte multiples (68-264 bytes): the tile is one contiguous run of 16 row_bytes
+//   bytes, copied in 16-byte chunks, or word by word with exact zero-filling where the tile
+//   has positions outside the range.  Three
 //   buffers: the tiles one and two steps ahead are in flight while a tile is computed; the
 //   page-table entry is read a step before its copy is issued.
 // * S^T = K Q^T (A = K: lane (g, t4) holds MX block t4 of positions g and g + 8, pairs
@@ -1000,9 +1003,8 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 //   ldmatrix (.trans for V), positions 16 bytes apart beyond their slice (bank-conflict-free
 //   rows), and q and p are hi + lo pairs of the page type, two mma per product.
 // The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4/F16/BF16 (MXFP8_E4M3
-// on sm_89+) pages at head_dim 64 / 128 / 256 with n_kv_heads % 4 == 0 (16-bit pages at 256:
-// % 2) or n_kv_heads in {1, 2} (MX at head_dim 64: 2), group <= 8 and page_size % 16 == 0 on
-// NVIDIA sm_80+.
+// on sm_89+) pages at head_dim 64 / 128 / 256 with any number of KV heads (MX at head_dim 64:
+// an even number), group <= 8 and page_size % 16 == 0 on NVIDIA sm_80+.
 // The tile buffers, NST x (K, V) x BUFW words, in dynamic shared memory (MXFP8 needs 50.8 KB,
 // above the 48 KB of a static array): the launcher passes staged_shared_bytes(dtype).
 extern __shared__ __align__(16) rf_u32 rf_staged_smem[];
@@ -1138,7 +1140,7 @@ RF_DEVICE rf_u32 rf_h16_cross(const rf_u32 (&wa)[NC + 2], const rf_u32 (&wb)[NC 
   return rf_h16_from<F>(__byte_perm(wa[wi], wb[wi], sel), o);
 }
 
-template <class F, int HW, int D>
+template <class F, int HW, int D, bool SLC = false>
 RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restrict__ part_ml,
                                      const float* __restrict__ q, const rf_u8* __restrict__ k_pages,
                                      const rf_u8* __restrict__ v_pages, const rf_i32* __restrict__ page_table,
@@ -1160,13 +1162,14 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   static_assert(D == 64 || D == 128 || D == 256, "head_dim 64, 128 or 256");
   constexpr int HB = D / RF_MX_BLOCK * BB;            // bytes of one head of one position
   constexpr int SL = HW * HB;                         // the workgroup's slice of a position
-  // RUN: a slice of 1 or 2 heads that is not whole 16-byte chunks (MX pages); the launcher
-  // then makes the workgroup hold whole rows (HW == n_kv_heads, row_bytes == SL), so that a
-  // tile is one contiguous run of 16 SL bytes (see issue() below).  Slices of 4 heads are
-  // copied in 16-byte pieces, or 8-byte ones (MX at head_dim 64: 136-264-byte slices).
-  constexpr bool RUN = HW < 4 && SL % 16 != 0;
-  constexpr int PB = SL % 16 == 0 ? 16 : 8;           // bytes per piece (slices, !RUN)
-  static_assert(RUN ? SL % 4 == 0 : SL % PB == 0, "a slice is whole pieces, a row whole words");
+  // RUN: a slice of 1 or 2 heads that is not whole 16-byte chunks (MX pages), where the
+  // workgroup holds whole rows (HW == n_kv_heads, row_bytes == SL; not SLC), so that a tile is
+  // one contiguous run of 16 SL bytes (see issue() below).  Otherwise slices are copied per
+  // position in pieces of 16 bytes, or 8 or 4 where SL is not a multiple of 16 (4 MX heads
+  // at head_dim 64: 136-264 bytes; SLC, 1 or 2 MX heads of a wider row: 68-264 bytes).
+  constexpr bool RUN = HW < 4 && SL % 16 != 0 && !SLC;
+  constexpr int PB = SL % 16 == 0 ? 16 : SL % 8 == 0 ? 8 : 4;   // bytes per piece (!RUN)
+  static_assert(SL % 4 == 0, "a slice is whole 4-byte words");
   constexpr int NCH = SL / PB;                        // pieces per position (slices, !RUN)
   // 16-bit pages (float16, bfloat16): positions 16 bytes apart beyond their slice, so that
   // the 8 rows an ldmatrix reads (8 positions) fall on different banks; MX slices stay packed
@@ -1211,8 +1214,8 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 
   // ---- this thread's pieces of a tile: piece c = tid + NT i (i < CPK) of the K slices
   // and the same piece of the V slices: position p = c / NCH, piece j = c % NCH; goff =
-  // p * row_bytes + PB j | p (16-byte pieces) or that << 4 | p (8-byte ones).  (RUN: 16-byte
-  // chunk c of the tile's run.)
+  // p * row_bytes + PB j | p (16-byte pieces) or that << 4 | p (8- or 4-byte ones).  (RUN:
+  // 16-byte chunk c of the tile's run.)
   constexpr int CPK = RUN ? (SL + NT - 1) / NT : (16 * NCH + NT - 1) / NT;
   constexpr int BUFB = BUFW * 4;                      // bytes per buffer
   rf_i32 goff[CPK];
@@ -1644,20 +1647,26 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #ifndef RF_ATTN_STAGED_OCCUPANCY
 #define RF_ATTN_STAGED_OCCUPANCY 4
 #endif
-// attn_staged_<dtype>_d<D><SUFFIX>: HW KV heads (warps) a workgroup; SUFFIX "" for 4, _h2, _h1.
+// attn_staged_<dtype>_d<D><SUFFIX>: HW KV heads (warps) a workgroup; SUFFIX "" for 4, _h2, _h1
+// (and _h2s, _h1s below).
 // Head_dim 256 doubles the accumulators and q registers, so its cap is half as many workgroups.
-#define RF_ATTN_STAGED_HW(NAME, FMT, D, HW, SUFFIX)                                                 \
-  RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW * 128 / (D < 128 ? 128 : D)) \
+// SLC (the _h2s / _h1s kernels): the HW heads are a slice of wider MX rows, copied per position;
+// a lone head's slice is 4-byte pieces (head_dim 128: 13 offsets a thread), so _h1s gets twice
+// the registers (the plan runs 8 one-warp workgroups a multiprocessor, not 16).
+#define RF_ATTN_STAGED_HWS(NAME, FMT, D, HW, SLC, SUFFIX)                                           \
+  RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW * 128 / (D < 128 ? 128 : D) \
+                                           / (SLC && HW == 1 ? 2 : 1))                               \
   attn_staged_##NAME##_d##D##SUFFIX(                                                                \
       float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
       const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
       const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads,  \
       rf_i32 n_kv_heads, rf_i32 page_size, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,   \
       rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {                               \
-    rf_attn_decode_staged<FMT, HW, D>(part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,    \
-                                   n_q_heads, n_kv_heads, page_size, row_bytes, table_stride,         \
-                                   n_splits, split_tiles, window, scale, softcap);                    \
+    rf_attn_decode_staged<FMT, HW, D, SLC>(part_o, part_ml, q, k_pages, v_pages, page_table,         \
+                                        seq_lens, n_q_heads, n_kv_heads, page_size, row_bytes,        \
+                                        table_stride, n_splits, split_tiles, window, scale, softcap); \
   }
+#define RF_ATTN_STAGED_HW(NAME, FMT, D, HW, SUFFIX) RF_ATTN_STAGED_HWS(NAME, FMT, D, HW, false, SUFFIX)
 #define RF_ATTN_STAGED(NAME, FMT, D)          \
   RF_ATTN_STAGED_HW(NAME, FMT, D, 4, )        \
   RF_ATTN_STAGED_HW(NAME, FMT, D, 2, _h2)     \
@@ -1688,6 +1697,17 @@ RF_ATTN_STAGED(mxfp4, rf_fmt_mxfp4, 256)
 RF_ATTN_STAGED(mxfp8_e4m3, rf_fmt_mxfp8_e4m3, 256)
 RF_ATTN_STAGED(f16, rf_fmt_f16_pages, 256)
 RF_ATTN_STAGED(bf16, rf_fmt_bf16_pages, 256)
+// Slices of wider rows where 1 or 2 MX heads are not whole 16-byte pieces (4 or 8 blocks:
+// 68-264 bytes), e.g. 10 KV heads taken 2 a workgroup: 8- or 4-byte pieces per position.
+#define RF_ATTN_STAGED_SLICES(NAME, FMT)              \
+  RF_ATTN_STAGED_HWS(NAME, FMT, 64, 2, true, _h2s)    \
+  RF_ATTN_STAGED_HWS(NAME, FMT, 128, 2, true, _h2s)   \
+  RF_ATTN_STAGED_HWS(NAME, FMT, 128, 1, true, _h1s)   \
+  RF_ATTN_STAGED_HWS(NAME, FMT, 256, 1, true, _h1s)
+RF_ATTN_STAGED_SLICES(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
+RF_ATTN_STAGED_SLICES(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
+RF_ATTN_STAGED_SLICES(mxfp4, rf_fmt_mxfp4)
+RF_ATTN_STAGED_SLICES(mxfp8_e4m3, rf_fmt_mxfp8_e4m3)
 
 #endif
 

@@ -31,14 +31,30 @@ STAGED_TARGET = 2       # 4-head staged workgroups per multiprocessor the split 
 
 
 def staged_heads(num_kv_heads: int, dtype="mxfp6_e2m3", head_dim: int = 128):
-    """KV heads (one warp each) of a staged workgroup: 4 where they divide the KV heads (2
-    for F16 / BF16 pages at head_dim 256, whose 4-head tiles would take 198 KB of shared
-    memory), else all of them where there are 1 or 2 (the workgroup then holds whole page
-    rows, which need not be 16-byte multiples: MXFP6 with 2 heads has 200-byte rows); None
-    otherwise."""
+    """KV heads (one warp each) of a staged workgroup: 4 where 4 divide the KV heads (2 for
+    F16 / BF16 pages at head_dim 256, whose 4-head tiles would take 198 KB of shared memory),
+    else 2 where 2 do, else 1; None where that size has no kernel (MX pages at head_dim 64
+    with an odd number of KV heads: one head's two blocks are not whole 4-byte words).  A
+    workgroup of fewer heads than the row holds takes a slice of each row (``_h2s`` / ``_h1s``
+    for MX heads that are not whole 16-byte pieces: ``staged_kernel_name``)."""
     n = int(num_kv_heads)
-    big = 2 if int(head_dim) == 256 and KvCacheDtype.parse(dtype).bits_per_value == 16 else 4
-    return big if n % big == 0 else n if n in (1, 2) else None
+    dt = KvCacheDtype.parse(dtype)
+    big = 2 if int(head_dim) == 256 and dt.bits_per_value == 16 else 4
+    for h in (big, 2, 1):
+        if h <= big and n % h == 0:
+            return h if staged_kernel_name(dt.value, int(head_dim), h, h == n) else None
+    return None
+
+
+def _staged_copy(dtype, head_dim: int, num_kv_heads: int, heads: int):
+    """(kernel name, bytes per copied piece or 0 for whole rows) of a staged launch: a
+    workgroup of 1 or 2 MX heads that are not whole 16-byte pieces copies whole rows as one
+    run per tile where it holds every head, else its slice of each row in 16-, 8- or 4-byte
+    pieces (kernels/attention.hip: RUN and PB)."""
+    sl = dtype.row_bytes(heads * head_dim)
+    whole = heads == num_kv_heads
+    piece = 0 if heads < 4 and sl % 16 and whole else 16 if sl % 16 == 0 else 8 if sl % 8 == 0 else 4
+    return staged_kernel_name(dtype.value, head_dim, heads, whole), piece
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -136,12 +152,9 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
         return f"needs head_dim 64, 128 or 256, not {head_dim}"
     if dt.value not in STAGED_HEAD_DIMS[head_dim]:
         return f"has no {dt.name} body at head_dim {head_dim} (only MX pages there)"
-    heads = staged_heads(num_kv_heads, dt, head_dim)
-    if heads is None:
-        return f"needs 1, 2 or a multiple of 4 KV heads, not {num_kv_heads}"
-    if staged_kernel_name(dt.value, head_dim, heads) is None:
+    if staged_heads(num_kv_heads, dt, head_dim) is None:
         return (f"has no 1-KV-head {dt.name} body at head_dim {head_dim} (a head's MX blocks are "
-                f"not whole 4-byte words)")
+                f"not whole 4-byte words), which {num_kv_heads} KV heads would need")
     if group > 8:
         return f"needs at most 8 query heads per KV head, not {group}"
     if page_size % STAGED_TILE:
@@ -264,14 +277,13 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         check_aligned(k_pages, "decode attention: k_pages")
         check_aligned(v_pages, "decode attention: v_pages")
         heads = staged_heads(num_kv_heads, dtype, d)
-        sl = dtype.row_bytes(heads * d)                # a workgroup's slice of a row
-        if heads < 4 and sl % 16:                      # whole rows, one contiguous run a tile
-            if row_bytes != sl:
-                raise ValueError(f"the staged attention kernel with {heads} KV heads needs whole rows of "
-                                 f"{sl} bytes, got row_bytes {row_bytes}")
-        elif row_bytes % (piece := 16 if sl % 16 == 0 else 8):   # slices in 16- or 8-byte pieces
-            raise ValueError(f"the staged attention kernel needs row_bytes % {piece} == 0, got {row_bytes}")
-        kern = get_kernel(dev, staged_kernel_name(dtype.value, d, heads))
+        name, piece = _staged_copy(dtype, d, num_kv_heads, heads)
+        row = dtype.row_bytes(num_kv_heads * d)
+        if row_bytes != row if piece == 0 else row_bytes < row or row_bytes % piece:
+            need = f"{row}" if piece == 0 else f"at least {row} and a multiple of {piece}"
+            raise ValueError(f"the staged attention kernel ({name}) needs row_bytes {need} for "
+                             f"{num_kv_heads} KV heads of {d} {dtype.name} values, got {row_bytes}")
+        kern = get_kernel(dev, name)
         smem = staged_shared_bytes(dtype, heads, d)
         kern.allow_shared(smem)
         kern.launch((batch * num_kv_heads // heads * n_splits,), (32 * heads,), part_o,

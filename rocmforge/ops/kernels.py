@@ -127,7 +127,8 @@ for _t in KV_DTYPE_NAMES:
 KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)
 # attn_staged_<dtype>_d<64|128|256><suffix>: NVIDIA sm_80+ (cp.async + float16 / bfloat16 mma;
 # MXFP8_E4M3 sm_89+), one warp per KV head of a workgroup: 4 heads (no suffix), 2 (_h2) or 1
-# (_h1); dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
+# (_h1); _h2s / _h1s: 1 or 2 MX heads that are a slice of wider rows and not whole 16-byte
+# pieces (4 or 8 MX blocks); dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
 STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3", "f16", "bf16")
 STAGED_SUFFIX = {4: "", 2: "_h2", 1: "_h1"}     # KV heads per workgroup -> kernel name suffix
 ATTN_STAGED_SIGNATURE = (
@@ -139,21 +140,26 @@ ATTN_STAGED_SIGNATURE = (
 STAGED_HEAD_DIMS = {64: STAGED_DTYPE_NAMES, 128: STAGED_DTYPE_NAMES, 256: STAGED_DTYPE_NAMES}
 
 
-def staged_kernel_name(dtype_name: str, head_dim: int, heads: int):
+def staged_kernel_name(dtype_name: str, head_dim: int, heads: int, whole_rows: bool = True):
     """The staged kernel of a page type, head_dim and KV heads per workgroup, or None where
     there is none (head_dim 64 with MX pages has no 1-head kernel: a head's two MX blocks,
-    e.g. 50 bytes of MXFP6, are not whole 4-byte words)."""
+    e.g. 50 bytes of MXFP6, are not whole 4-byte words).  ``whole_rows``: the workgroup's
+    heads are all the KV heads; otherwise 1 or 2 MX heads of 4 or 8 blocks (not whole 16-byte
+    pieces) take the _h1s / _h2s kernel, which copies them per position."""
     if dtype_name not in STAGED_HEAD_DIMS.get(head_dim, ()) or heads not in STAGED_SUFFIX:
         return None
-    if head_dim == 64 and heads == 1 and dtype_name.startswith("mx"):
+    mx_blocks = heads * head_dim // 32 if dtype_name.startswith("mx") else 0
+    if mx_blocks == 2:
         return None
-    return f"attn_staged_{dtype_name}_d{head_dim}{STAGED_SUFFIX[heads]}"
+    sliced = not whole_rows and heads < 4 and mx_blocks in (4, 8)
+    return f"attn_staged_{dtype_name}_d{head_dim}{STAGED_SUFFIX[heads]}{'s' if sliced else ''}"
 
 
 for _d, _names in STAGED_HEAD_DIMS.items():
     for _t in _names:
         for _h in STAGED_SUFFIX:
-            _name = staged_kernel_name(_t, _d, _h)
-            if _name is not None:
-                KERNELS[_name] = ("attention", ATTN_STAGED_SIGNATURE)
-                VENDOR_ONLY[_name] = "nvidia"
+            for _whole in (True, False):
+                _name = staged_kernel_name(_t, _d, _h, _whole)
+                if _name is not None:
+                    KERNELS[_name] = ("attention", ATTN_STAGED_SIGNATURE)
+                    VENDOR_ONLY[_name] = "nvidia"

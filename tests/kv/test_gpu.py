@@ -313,7 +313,8 @@ def _need_staged(dev, dtype, hk, gqa, page_size, head_dim=128):
 @pytest.mark.gpu
 @pytest.mark.parametrize("window", [None, 24, 300])
 @pytest.mark.parametrize("head_dim", [64, 128, 256])
-@pytest.mark.parametrize("hk,gqa", [(4, 1), (8, 4), (4, 8), (12, 2), (2, 6), (1, 8), (2, 1)])
+@pytest.mark.parametrize("hk,gqa", [(4, 1), (8, 4), (4, 8), (12, 2), (2, 6), (1, 8), (2, 1), (6, 2),
+                                    (3, 4)])
 @pytest.mark.parametrize("page_size", [16, 32])
 @pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
 def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
@@ -322,7 +323,9 @@ def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
     mid-tile (24) and span several (300).  1 and 2 KV heads run the _h1 / _h2 kernels
     (whole rows a workgroup: MX rows of 68-528 bytes, not 16-byte multiples); head_dim 256
     runs each half of a head as head_dim 128 does (F16 / BF16: 2 heads a workgroup);
-    head_dim 64 runs half blocks per K lane and copies MX slices of 4 heads in 8-byte pieces."""
+    head_dim 64 runs half blocks per K lane and copies MX slices of 4 heads in 8-byte pieces.
+    6 and 3 KV heads take 2 or 1 a workgroup, a slice of each row (MX: the _h2s / _h1s
+    kernels, 8- or 4-byte pieces)."""
     _need_staged(gpu, dtype, hk, gqa, page_size, head_dim)
     rng = np.random.default_rng([page_size, hk, gqa, window or 0, STAGED.index(dtype), head_dim])
     host, dcache, sids = build(gpu, dtype, page_size, hk, head_dim, rng)
@@ -346,7 +349,7 @@ def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("hk,gqa", [(8, 4), (2, 6)])
+@pytest.mark.parametrize("hk,gqa", [(8, 4), (2, 6), (6, 3)])
 @pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
 def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa):
     """Forced split counts (1, 3, 40, 500: most of them empty) and a softcap."""
@@ -369,11 +372,15 @@ def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa):
     (KvCacheDtype.MXFP8_E4M3, "staged", 2, 128), (KvCacheDtype.F16, "staged", 1, 128),
     (KvCacheDtype.MXFP6_E3M2, "staged", 4, 256), (KvCacheDtype.MXFP8_E4M3, "staged", 1, 256),
     (KvCacheDtype.MXFP6_E2M3, "staged", 4, 64), (KvCacheDtype.MXFP4, "staged", 2, 64),
-    (KvCacheDtype.BF16, "staged", 1, 64), (KvCacheDtype.F16, "staged", 4, 256)], ids=str)
+    (KvCacheDtype.BF16, "staged", 1, 64), (KvCacheDtype.F16, "staged", 4, 256),
+    (KvCacheDtype.MXFP6_E2M3, "staged", 6, 128), (KvCacheDtype.MXFP4, "staged", 3, 128),
+    (KvCacheDtype.MXFP8_E4M3, "staged", 6, 64), (KvCacheDtype.MXFP6_E3M2, "staged", 3, 256),
+    (KvCacheDtype.BF16, "staged", 3, 128)], ids=str)
 def test_stale_page_slots_never_reach_the_output(gpu, dtype, body, hk, d):
     """A page freed by one sequence and reused by another still holds the old rows (NaN
     and Inf here) past the new sequence's length: they must not leak into its attention.
-    (1 or 2 KV heads: the whole-row kernels zero-fill such a tile word by word.)"""
+    (1 or 2 KV heads: the whole-row kernels zero-fill such a tile word by word; 3 or 6: the
+    slice kernels piece by piece.)"""
     if body == "staged":
         _need_staged(gpu, dtype, hk, 4, 16, d)
     cfg = CacheConfig(16, 1, hk, d, 1, dtype)           # one page: "new" must reuse it
@@ -432,23 +439,32 @@ def test_decode_plan_and_staged_rules():
         assert attn_ops.staged_unsupported(Fake, dt, 256, 8, 4, 16) is None
         assert attn_ops.staged_unsupported(Fake, dt, 64, 8, 4, 16) is None
         assert attn_ops.staged_unsupported(Fake, dt, 64, 2, 4, 16) is None
-        assert "1-KV-head" in attn_ops.staged_unsupported(Fake, dt, 64, 1, 4, 16)
+        assert attn_ops.staged_unsupported(Fake, dt, 64, 6, 4, 16) is None
+        for hk in (1, 3, 5):
+            assert "1-KV-head" in attn_ops.staged_unsupported(Fake, dt, 64, hk, 4, 16)
+        # 1 or 2 MX heads of a wider row that are not whole 16-byte pieces: _h2s / _h1s
+        assert attn_ops.staged_kernel_name(dt, 128, 2, False) == f"attn_staged_{dt}_d128_h2s"
+        assert attn_ops.staged_kernel_name(dt, 128, 2, True) == f"attn_staged_{dt}_d128_h2"
+        assert attn_ops.staged_kernel_name(dt, 256, 2, False) == f"attn_staged_{dt}_d256_h2"
+        assert attn_ops.staged_kernel_name(dt, 256, 1, False) == f"attn_staged_{dt}_d256_h1s"
+        assert attn_ops.staged_kernel_name(dt, 64, 1, False) is None
+    assert attn_ops.staged_kernel_name("f16", 128, 1, False) == "attn_staged_f16_d128_h1"
     assert attn_ops.staged_unsupported(Fake, "f16", 64, 1, 4, 16) is None
     # F16 / BF16 at head_dim 256: 2 heads a workgroup (4 would take 198 KB of shared memory)
-    assert [attn_ops.staged_heads(n, "bf16", 256) for n in (1, 2, 3, 4, 8)] == [1, 2, None, 2, 2]
+    assert [attn_ops.staged_heads(n, "bf16", 256) for n in (1, 2, 3, 4, 8)] == [1, 2, 1, 2, 2]
     assert attn_ops.staged_heads(8, "mxfp4", 256) == 4 and attn_ops.staged_heads(8, "f16", 128) == 4
     assert attn_ops.staged_shared_bytes("f16", 2, 256) == 3 * 2 * (16 * (1024 + 16) + 16) < 100 * 1024
     assert attn_ops.staged_unsupported(Fake, "f16", 256, 8, 4, 16) is None
     assert attn_ops.staged_unsupported(Fake86, "f16", 128, 8, 4, 16) is None
-    # 4 heads a workgroup where they divide the KV heads, else whole rows of 1 or 2 heads
-    assert [attn_ops.staged_heads(n) for n in (1, 2, 3, 4, 6, 8, 12)] == [1, 2, None, 4, None, 4, 4]
-    for hk in (1, 2, 4, 12):
+    # 4 heads a workgroup where they divide the KV heads, else 2, else 1
+    assert [attn_ops.staged_heads(n) for n in (1, 2, 3, 4, 6, 8, 10, 12)] == [1, 2, 1, 4, 2, 4, 2, 4]
+    assert [attn_ops.staged_heads(n, "mxfp4", 64) for n in (1, 2, 3, 6)] == [None, 2, None, 2]
+    for hk in (1, 2, 3, 4, 5, 6, 10, 12):
         assert attn_ops.staged_unsupported(Fake, "mxfp6_e2m3", 128, hk, 8, 16) is None
     for args, word in (((Fake86, "mxfp8_e4m3", 128, 8, 4, 16), "sm_89"),
                        ((Fake, "f32", 128, 8, 4, 16), "F32"),
                        ((Fake, "mxfp4", 96, 8, 4, 16), "head_dim"),
-                       ((Fake, "mxfp4", 128, 6, 4, 16), "KV heads"),
-                       ((Fake, "mxfp4", 128, 3, 4, 16), "KV heads"),
+                       ((Fake, "mxfp4", 64, 3, 4, 16), "3 KV heads"),
                        ((Fake, "mxfp4", 128, 8, 16, 16), "query heads"),
                        ((Fake, "mxfp4", 128, 8, 4, 24), "page_size")):
         assert word in attn_ops.staged_unsupported(*args)

@@ -213,15 +213,17 @@ def test_gemma_shaped_paged_kv_decode_gpu_vs_cpu(tmp_path, gpu_kind, kv):
 
 
 @gpu
-@pytest.mark.parametrize("head_dim,kv_heads", [(128, 4), (64, 4), (256, 2)])
+@pytest.mark.parametrize("head_dim,heads,kv_heads", [(128, 8, 4), (64, 8, 4), (256, 8, 2),
+                                                     (128, 12, 6)])
 @pytest.mark.parametrize("kv", ["mxfp6_e2m3", "mxfp4", "mxfp8_e4m3", "f16", "bf16"])
-def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv, head_dim, kv_heads):
+def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv, head_dim, heads, kv_heads):
     """A Gemma-shaped model with 8 query heads, 4 KV heads of head_dim 128 (or 4 of 64, or 2
-    of 256) and n_ctx 4100: every layer, the sliding-window ones included, decodes through
-    the staged attention kernel on NVIDIA sm_80+ (MX, F16 and BF16 pages); 1 + 15 decode
-    steps, eager and replayed, against the CPU Transformer."""
+    of 256, or 12 query and 6 KV heads of 128: slices of 2 heads) and n_ctx 4100: every layer,
+    the sliding-window ones included, decodes through the staged attention kernel on NVIDIA
+    sm_80+ (MX, F16 and BF16 pages); 1 + 15 decode steps, eager and replayed, against the CPU
+    Transformer."""
     from rocmforge.ops import attention as attn_ops
-    path = _maker().build(tmp_path / f"g{head_dim}.gguf", seed=7, layers=6, vocab=4096, heads=8,
+    path = _maker().build(tmp_path / f"g{head_dim}.gguf", seed=7, layers=6, vocab=4096, heads=heads,
                           kv_heads=kv_heads, head_dim=head_dim)
     ids = [2] + [int(t) for t in np.random.default_rng(4).integers(4, 4096, 15)]
     with rocmforge.load(path, device="cpu", kv_cache_dtype=kv, n_ctx=4100) as c:
@@ -229,10 +231,10 @@ def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv, head_dim, 
     with rocmforge.load(path, device=gpu_kind, kv_cache_dtype=kv, n_ctx=4100) as m:
         assert m.cache.paged
         dev, cc = m.transformer.dev, m.cache.config
-        group = 8 // kv_heads
+        group = heads // kv_heads
         if attn_ops.staged_unsupported(dev, kv, head_dim, kv_heads, group, cc.page_size) is None:
             for window in (None, 512):
-                assert attn_ops.decode_plan(dev, kv, head_dim, kv_heads, 8, cc.page_size, 4100, 1,
+                assert attn_ops.decode_plan(dev, kv, head_dim, kv_heads, heads, cc.page_size, 4100, 1,
                                             window=window)[0] == "staged"
         got = _decode_logits(m.transformer, m.cache, ids)
         got2 = _decode_logits(m.transformer, m.cache, ids)       # graph replays
