@@ -196,13 +196,27 @@ def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4, head_dim
     32 query / 8 KV heads, 32k (13:05 UTC): batch 1 64 / 128 / 192 / 256 splits 24.5 / 20.3
     / 20.0 / 19.7 us, batch 16 4 / 8 / 12 / 16 splits 300.6 / 204.1 / 190.6 / 184.4 us; head_dim
     256, 16 / 8 heads: batch 1 64 / 128 / 192 / 256 57.3 / 52.8 / 65.5 / 58.0, batch 16 4 / 8
-    / 12 / 16 767.1 / 633.4 / 741.9 / 632.3."""
+    / 12 / 16 767.1 / 633.4 / 741.9 / 632.3.  The split count rounds the target down unless
+    that leaves more than a quarter of it unused (us, 2026-11-26 14:12-14:16 UTC, MXFP6_E2M3,
+    32k, the plan's choice first; workgroups per SM in brackets, target 2 x 4 / heads):
+      40 / 10 heads (2 a workgroup), batch 16:  6 (3.6) 416.8;  7 (4.2) 520.5;  4 / 5 / 8 / 10 /
+        11 / 13 / 16: 584.9 / 487.9 / 464.9 / 503.2 / 485.0 / 435.0 / 434.5
+      40 / 10, batch 12:  8 (3.6) 315.2;  9 (4.1) 386.8.    batch 32:  3 (3.6) 837.5;  4 (4.8) 942.9
+      40 / 10, batch 1:   103 34.0;  52 / 79 / 132 / 158 / 206: 41.3 / 38.7 / 39.4 / 36.8 / 40.1
+      32 / 8, batch 24:  5 (1.8) 511.8;  6 (2.2) 587.9.      batch 48:  3 (2.2) 1156.4;  2 (1.5) 1220.5
+      12 / 3 (1 a workgroup), batch 16:  22 135.9;  11 / 16 / 27 / 33 / 44: 158.8 / 163.4 /
+        154.2 / 142.2 / 154.3.   batch 48:  7 (7.6) 437.0;  8 (8.7) 490.1
+    (Rounding to the nearest, as before, took 7 and 9 splits at batch 16 and 12 of 40 / 10,
+    and 6 at batch 24 of 32 / 8.)"""
     n_steps = max(1, int(max_tiles))
     units = max(1, int(units))
     slots = max(1, n_sms) * (4 // int(heads)) * max(1, 128 // int(head_dim))
     if units * n_steps <= slots:
         return n_steps, 1
-    want = max(1, round(STAGED_TARGET * slots / units))
+    # the target rounded down (a few workgroups over it cost more than some under it),
+    # unless that leaves the multiprocessors more than a quarter short of it
+    lo = max(1, STAGED_TARGET * slots // units)
+    want = lo if 4 * lo * units >= 3 * STAGED_TARGET * slots else lo + 1
     s = max(1, min(want, n_steps // 2))
     split_tiles = -(-n_steps // s)
     return -(-n_steps // split_tiles), split_tiles

@@ -497,6 +497,12 @@ def test_decode_plan_and_staged_rules():
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 32768, 16)[1:] == (16, 128)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 32768, 1)[1:] == (256, 8)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 256, 8, 16, 16, 32768, 16)[1:] == (8, 256)
+    # the target (2 x 4 / heads workgroups an SM) rounded down unless a quarter of it would
+    # go unused: 40 / 10 heads at batch 16 (target 6.6 splits) 6; 32 / 8 at batch 24 (5.5) 5,
+    # at batch 48 (2.75) 3, since 2 would leave 27% unused
+    for (hk, hq, batch), want in (((10, 40, 16), 6), ((10, 40, 12), 8), ((10, 40, 32), 3),
+                                  ((8, 32, 24), 5), ((8, 32, 48), 3), ((3, 12, 48), 7)):
+        assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, hk, hq, 16, 32768, batch)[1] == want
     # "auto" takes the staged kernel on short ranges too, and the split kernels where the
     # staged one cannot run
     for ctx, batch in ((16, 1), (1024, 1), (4096, 1), (1024, 16)):
