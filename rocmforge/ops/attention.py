@@ -31,15 +31,22 @@ STAGED_TARGET = 2       # 4-head staged workgroups per multiprocessor the split 
 
 
 def staged_heads(num_kv_heads: int, dtype="mxfp6_e2m3", head_dim: int = 128):
-    """KV heads (one warp each) of a staged workgroup: 4 where 4 divide the KV heads (2 for
-    F16 / BF16 pages at head_dim 256, whose 4-head tiles would take 198 KB of shared memory),
-    else 2 where 2 do, else 1; None where that size has no kernel (MX pages at head_dim 64
-    with an odd number of KV heads: one head's two blocks are not whole 4-byte words).  A
-    workgroup of fewer heads than the row holds takes a slice of each row (``_h2s`` / ``_h1s``
-    for MX heads that are not whole 16-byte pieces: ``staged_kernel_name``)."""
+    """KV heads (one warp each) of a staged workgroup: 4 where 4 divide the KV heads, else 2
+    where 2 do, else 1; None where that size has no kernel (MX pages at head_dim 64 with an
+    odd number of KV heads: one head's two blocks are not whole 4-byte words).  At most 2 for
+    F16 / BF16 pages at head_dim 256, whose 4-head tiles would take 198 KB of shared memory,
+    and for MXFP6 pages at head_dim 128, where twice as many 2-warp workgroups ran faster
+    than 4-warp ones (H100, 8 KV heads, 2026-11-26 14:25 UTC, `bench_kv_attention.py`, us,
+    4 / 2 heads a workgroup: E2M3 batch 1 x 32k 30.0 / 28.9, batch 4 x 32k 90.6 / 86.8, batch
+    16 x 32k 323.4 / 318.5, batch 16 x 16k 167.6 / 163.3, batch 1 x 1k 7.9 / 8.0; E3M2 batch
+    16 x 32k 332.6 / 318.2; MXFP4 within 2% either way, MXFP8_E4M3 and head_dim 64 / 256
+    slower).  A workgroup of fewer heads than the row holds takes a slice of each row
+    (``_h2s`` / ``_h1s`` for MX heads that are not whole 16-byte pieces:
+    ``staged_kernel_name``)."""
     n = int(num_kv_heads)
     dt = KvCacheDtype.parse(dtype)
-    big = 2 if int(head_dim) == 256 and dt.bits_per_value == 16 else 4
+    d = int(head_dim)
+    big = 2 if (d == 256 and dt.bits_per_value == 16) or (d == 128 and dt.bits_per_value == 6.25) else 4
     for h in (big, 2, 1):
         if h <= big and n % h == 0:
             return h if staged_kernel_name(dt.value, int(head_dim), h, h == n) else None

@@ -456,8 +456,12 @@ def test_decode_plan_and_staged_rules():
     assert attn_ops.staged_shared_bytes("f16", 2, 256) == 3 * 2 * (16 * (1024 + 16) + 16) < 100 * 1024
     assert attn_ops.staged_unsupported(Fake, "f16", 256, 8, 4, 16) is None
     assert attn_ops.staged_unsupported(Fake86, "f16", 128, 8, 4, 16) is None
-    # 4 heads a workgroup where they divide the KV heads, else 2, else 1
-    assert [attn_ops.staged_heads(n) for n in (1, 2, 3, 4, 6, 8, 10, 12)] == [1, 2, 1, 4, 2, 4, 2, 4]
+    # 4 heads a workgroup where they divide the KV heads, else 2, else 1; MXFP6 at head_dim
+    # 128 at most 2 (twice as many 2-warp workgroups ran faster there)
+    assert [attn_ops.staged_heads(n, "mxfp4") for n in (1, 2, 3, 4, 6, 8, 10, 12)] == [1, 2, 1, 4, 2, 4, 2, 4]
+    for dt in ("mxfp6_e2m3", "mxfp6_e3m2"):
+        assert [attn_ops.staged_heads(n, dt) for n in (1, 3, 4, 8)] == [1, 1, 2, 2]
+        assert attn_ops.staged_heads(8, dt, 64) == 4 and attn_ops.staged_heads(8, dt, 256) == 4
     assert [attn_ops.staged_heads(n, "mxfp4", 64) for n in (1, 2, 3, 6)] == [None, 2, None, 2]
     for hk in (1, 2, 3, 4, 5, 6, 10, 12):
         assert attn_ops.staged_unsupported(Fake, "mxfp6_e2m3", 128, hk, 8, 16) is None
