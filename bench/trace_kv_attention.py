@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_kv_attention as bk  # noqa: E402
 from rocmforge import device  # noqa: E402
+from rocmforge.ops import attention as attn_ops  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -49,11 +50,12 @@ def main(argv=None) -> int:
     raw = ws.copy_to_host(np.empty(args.batch * hq * n_splits * d, np.uint32))
     raw = raw.reshape(args.batch, hq, n_splits, d)
     group = hq // hk
+    heads = attn_ops.staged_heads(hk, args.dtype, d)   # KV heads (warps) a workgroup
     marks = []
     for b in range(args.batch):
-        for hg in range(hk // 4):
+        for hg in range(hk // heads):
             for s in range(n_splits):
-                w = raw[b, hg * 4 * group, s, :17].astype(np.uint64)
+                w = raw[b, hg * heads * group, s, :17].astype(np.uint64)
                 t = w[0:8:2] | (w[1:8:2] << np.uint64(32))
                 c = w[8:16:2] | (w[9:16:2] << np.uint64(32))
                 marks.append((t.astype(np.int64), c.astype(np.int64), int(w[16])))
