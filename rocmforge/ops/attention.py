@@ -214,7 +214,10 @@ def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4, head_dim
       12 / 3 (1 a workgroup), batch 16:  22 135.9;  11 / 16 / 27 / 33 / 44: 158.8 / 163.4 /
         154.2 / 142.2 / 154.3.   batch 48:  7 (7.6) 437.0;  8 (8.7) 490.1
     (Rounding to the nearest, as before, took 7 and 9 splits at batch 16 and 12 of 40 / 10,
-    and 6 at batch 24 of 32 / 8.)"""
+    and 6 at batch 24 of 32 / 8.)  32 / 8 heads with MXFP6's 2-head workgroups (14:33 UTC):
+    batch 16 x 32k 8 splits 316.4, 6 / 7 / 10 / 12 / 16: 393.6 / 349.6 / 373.3 / 348.6 /
+    357.1; batch 4 33 85.4, 24 / 40 / 50 / 66: 106.2 / 100.6 / 107.8 / 92.7; batch 1 128 28.2,
+    100 / 176 / 256: 32.9 / 33.0 / 32.8."""
     n_steps = max(1, int(max_tiles))
     units = max(1, int(units))
     slots = max(1, n_sms) * (4 // int(heads)) * max(1, 128 // int(head_dim))
