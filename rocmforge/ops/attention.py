@@ -46,11 +46,10 @@ def staged_heads(num_kv_heads: int, dtype="mxfp6_e2m3", head_dim: int = 128):
     n = int(num_kv_heads)
     dt = KvCacheDtype.parse(dtype)
     d = int(head_dim)
-    big = 2 if (d == 256 and dt.bits_per_value == 16) or (d == 128 and dt.bits_per_value == 6.25) else 4
-    for h in (big, 2, 1):
-        if h <= big and n % h == 0:
-            return h if staged_kernel_name(dt.value, int(head_dim), h, h == n) else None
-    return None
+    mxfp6 = dt in (KvCacheDtype.MXFP6_E2M3, KvCacheDtype.MXFP6_E3M2)
+    big = 2 if (d == 256 and dt.bits_per_value == 16) or (d == 128 and mxfp6) else 4
+    h = next(x for x in (big, 2, 1) if n % x == 0)
+    return h if staged_kernel_name(dt.value, d, h, h == n) else None
 
 
 def _staged_copy(dtype, head_dim: int, num_kv_heads: int, heads: int):
