@@ -22,8 +22,8 @@ from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_HE
                       get_kernel, staged_kernel_name)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
-           "decode_plan", "split_plan", "staged_heads", "staged_plan", "staged_shared_bytes",
-           "staged_unsupported", "workspace_bytes"]
+           "decode_plan", "split_plan", "staged_heads", "staged_launch", "staged_plan",
+           "staged_shared_bytes", "staged_unsupported", "workspace_bytes"]
 
 STAGED_TILE = 16        # positions per staged step
 STAGED_STAGES = 3       # tile buffers of a staged workgroup (NST in kernels/attention.hip)
@@ -52,15 +52,27 @@ def staged_heads(num_kv_heads: int, dtype="mxfp6_e2m3", head_dim: int = 128):
     return h if staged_kernel_name(dt.value, d, h, h == n) else None
 
 
-def _staged_copy(dtype, head_dim: int, num_kv_heads: int, heads: int):
-    """(kernel name, bytes per copied piece or 0 for whole rows) of a staged launch: a
-    workgroup of 1 or 2 MX heads that are not whole 16-byte pieces copies whole rows as one
-    run per tile where it holds every head, else its slice of each row in 16-, 8- or 4-byte
-    pieces (kernels/attention.hip: RUN and PB)."""
-    sl = dtype.row_bytes(heads * head_dim)
-    whole = heads == num_kv_heads
+def staged_launch(dtype, head_dim: int, num_kv_heads: int, row_bytes: int):
+    """(kernel name, KV heads a workgroup) of a staged launch, after checking ``row_bytes``
+    against how the kernel copies rows: a workgroup of 1 or 2 MX heads that are not whole
+    16-byte pieces copies whole rows as one run per tile where it holds every head (then
+    row_bytes must be exactly that row), else its slice of each row in 16-, 8- or 4-byte
+    pieces (then row_bytes must hold every head and be a multiple of the piece;
+    kernels/attention.hip: RUN and PB).  ValueError naming the kernel otherwise."""
+    dtype = KvCacheDtype.parse(dtype)
+    d, n = int(head_dim), int(num_kv_heads)
+    heads = staged_heads(n, dtype, d)
+    if heads is None:
+        raise ValueError(f"the staged attention kernel has no body for {n} KV heads of "
+                         f"{dtype.name} at head_dim {d}")
+    sl, row, whole = dtype.row_bytes(heads * d), dtype.row_bytes(n * d), heads == n
     piece = 0 if heads < 4 and sl % 16 and whole else 16 if sl % 16 == 0 else 8 if sl % 8 == 0 else 4
-    return staged_kernel_name(dtype.value, head_dim, heads, whole), piece
+    name = staged_kernel_name(dtype.value, d, heads, whole)
+    if row_bytes != row if piece == 0 else row_bytes < row or row_bytes % piece:
+        need = f"{row}" if piece == 0 else f"at least {row} and a multiple of {piece}"
+        raise ValueError(f"the staged attention kernel ({name}) needs row_bytes {need} for "
+                         f"{n} KV heads of {d} {dtype.name} values, got {row_bytes}")
+    return name, heads
 
 
 def decode_attention_cpu(cache, layer, seq_ids, q, scale, window=None, softcap=None):
@@ -299,13 +311,7 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
         v_pages = as_device_buffer(v_pages, "decode attention: v_pages")
         check_aligned(k_pages, "decode attention: k_pages")
         check_aligned(v_pages, "decode attention: v_pages")
-        heads = staged_heads(num_kv_heads, dtype, d)
-        name, piece = _staged_copy(dtype, d, num_kv_heads, heads)
-        row = dtype.row_bytes(num_kv_heads * d)
-        if row_bytes != row if piece == 0 else row_bytes < row or row_bytes % piece:
-            need = f"{row}" if piece == 0 else f"at least {row} and a multiple of {piece}"
-            raise ValueError(f"the staged attention kernel ({name}) needs row_bytes {need} for "
-                             f"{num_kv_heads} KV heads of {d} {dtype.name} values, got {row_bytes}")
+        name, heads = staged_launch(dtype, d, num_kv_heads, row_bytes)
         kern = get_kernel(dev, name)
         smem = staged_shared_bytes(dtype, heads, d)
         kern.allow_shared(smem)

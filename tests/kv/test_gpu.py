@@ -563,6 +563,28 @@ def test_paged_decode_attention_checks_the_table_against_max_len():
         attn_ops.paged_decode_attention(q, q, q, table, lens, max_len=48, **kw)
 
 
+def test_staged_launch_checks_row_bytes():
+    """Which staged kernel a launch takes, and row_bytes checked against how it copies rows
+    (CPU: nothing is launched): whole rows must be exactly the row; slices must hold every
+    head and be whole pieces; the error names the kernel and what it needs."""
+    sl = attn_ops.staged_launch
+    assert sl("mxfp6_e2m3", 128, 8, 800) == ("attn_staged_mxfp6_e2m3_d128_h2s", 2)
+    assert sl("mxfp4", 128, 8, 544) == ("attn_staged_mxfp4_d128", 4)
+    assert sl("mxfp4", 128, 2, 136) == ("attn_staged_mxfp4_d128_h2", 2)       # whole rows
+    assert sl("mxfp4", 128, 3, 204) == ("attn_staged_mxfp4_d128_h1s", 1)      # 4-byte pieces
+    assert sl("f16", 128, 6, 1536) == ("attn_staged_f16_d128_h2", 2)
+    assert sl("mxfp6_e3m2", 256, 3, 600) == ("attn_staged_mxfp6_e3m2_d256_h1s", 1)
+    for args, want in (
+            (("mxfp4", 128, 2, 144), r"_h2\) needs row_bytes 136 for 2 KV heads"),
+            (("mxfp6_e2m3", 128, 6, 596), r"_h2s\) needs row_bytes at least 600 and a multiple of 8"),
+            (("mxfp6_e2m3", 128, 6, 604), r"multiple of 8 for 6 KV heads of 128 MXFP6_E2M3 values, got 604"),
+            (("mxfp4", 128, 3, 206), r"_h1s\) needs row_bytes at least 204 and a multiple of 4"),
+            (("f16", 128, 8, 2056), r"at least 2048 and a multiple of 16"),
+            (("mxfp4", 64, 3, 102), r"no body for 3 KV heads of MXFP4 at head_dim 64")):
+        with pytest.raises(ValueError, match=want):
+            sl(*args)
+
+
 def test_split_plan():
     for max_len in (1, 17, 1000, 32768):
         for units in (1, 8, 512):
