@@ -168,8 +168,6 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
         return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {arch})"
     if head_dim not in STAGED_HEAD_DIMS:
         return f"needs head_dim 64, 128 or 256, not {head_dim}"
-    if dt.value not in STAGED_HEAD_DIMS[head_dim]:
-        return f"has no {dt.name} body at head_dim {head_dim} (only MX pages there)"
     if staged_heads(num_kv_heads, dt, head_dim) is None:
         return (f"has no 1-KV-head {dt.name} body at head_dim {head_dim} (a head's MX blocks are "
                 f"not whole 4-byte words), which {num_kv_heads} KV heads would need")

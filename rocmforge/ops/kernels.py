@@ -136,8 +136,7 @@ ATTN_STAGED_SIGNATURE = (
     ("page_table", _P), ("seq_lens", _P), ("n_q_heads", _I), ("n_kv_heads", _I),
     ("page_size", _I), ("row_bytes", _I), ("table_stride", _I), ("n_splits", _I),
     ("split_tiles", _I), ("window", _I), ("scale", _F), ("softcap", _F))
-# head_dim -> page types with a staged body there
-STAGED_HEAD_DIMS = {64: STAGED_DTYPE_NAMES, 128: STAGED_DTYPE_NAMES, 256: STAGED_DTYPE_NAMES}
+STAGED_HEAD_DIMS = (64, 128, 256)   # every page type of STAGED_DTYPE_NAMES has a body at each
 
 
 def staged_kernel_name(dtype_name: str, head_dim: int, heads: int, whole_rows: bool = True):
@@ -146,7 +145,7 @@ def staged_kernel_name(dtype_name: str, head_dim: int, heads: int, whole_rows: b
     e.g. 50 bytes of MXFP6, are not whole 4-byte words).  ``whole_rows``: the workgroup's
     heads are all the KV heads; otherwise 1 or 2 MX heads of 4 or 8 blocks (not whole 16-byte
     pieces) take the _h1s / _h2s kernel, which copies them per position."""
-    if dtype_name not in STAGED_HEAD_DIMS.get(head_dim, ()) or heads not in STAGED_SUFFIX:
+    if dtype_name not in STAGED_DTYPE_NAMES or head_dim not in STAGED_HEAD_DIMS or heads not in STAGED_SUFFIX:
         return None
     mx_blocks = heads * head_dim // 32 if dtype_name.startswith("mx") else 0
     if mx_blocks == 2:
@@ -155,8 +154,8 @@ def staged_kernel_name(dtype_name: str, head_dim: int, heads: int, whole_rows: b
     return f"attn_staged_{dtype_name}_d{head_dim}{STAGED_SUFFIX[heads]}{'s' if sliced else ''}"
 
 
-for _d, _names in STAGED_HEAD_DIMS.items():
-    for _t in _names:
+for _d in STAGED_HEAD_DIMS:
+    for _t in STAGED_DTYPE_NAMES:
         for _h in STAGED_SUFFIX:
             for _whole in (True, False):
                 _name = staged_kernel_name(_t, _d, _h, _whole)
