@@ -321,7 +321,7 @@ def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
     """attn_staged_* (NVIDIA sm_80+): against the CPU op, the float64 page-walking
     reference and the split kernels, on contexts 1..1037 and a fork; windows that start
     mid-tile (24) and span several (300).  1 and 2 KV heads run the _h1 / _h2 kernels
-    (whole rows a workgroup: MX rows of 68-528 bytes, not 16-byte multiples); head_dim 256
+    (whole rows a workgroup where MX rows of 68-264 bytes are not 16-byte multiples); head_dim 256
     runs each half of a head as head_dim 128 does (F16 / BF16: 2 heads a workgroup);
     head_dim 64 runs half blocks per K lane and copies MX slices of 4 heads in 8-byte pieces.
     6 and 3 KV heads take 2 or 1 a workgroup, a slice of each row (MX: the _h2s / _h1s
