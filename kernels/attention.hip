@@ -52,17 +52,18 @@
 //                const float* part_ml,  // (n_rows, n_splits, 2)
 //                rf_i32 n_splits, rf_i32 head_dim)    grid = n_rows * head_dim / NV,
 //                NV = min(head_dim, 1024 / (largest power of two <= min(n_splits, 32)))
-//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3|f16|bf16>_d<64|128|256>[_h2|_h1|_h2s|_h1s](
-//       NVIDIA sm_80+ only (MXFP8: sm_89+; d64 MX: no _h1); HW = 4 (no suffix), 2 or 1 KV heads a
-//       workgroup, 32 HW threads; _h2s / _h1s (MX, d64 _h2s, d128 both, d256 _h1s): a slice of
-//       wider rows; dynamic shared memory: staged_shared_bytes(dtype, HW, D) (Python);
+//   attn_staged_<mxfp6_e2m3|mxfp6_e3m2|mxfp4|mxfp8_e4m3|f16|bf16>_d<64|128|256>[_h2|_h1|_h2s|_h1s|_h1u](
+//       NVIDIA sm_80+ only (MXFP8: sm_89+; d64 MX: _h1u instead of _h1); HW = 4 (no suffix), 2 or 1
+//       KV heads a workgroup, 32 HW threads; _h2s / _h1s (MX, d64 _h2s, d128 both, d256 _h1s): a
+//       slice of wider rows; _h1u (MX, d64): one head of any row (row_bytes even), copied as the
+//       words that hold it; dynamic shared memory: staged_shared_bytes(dtype, HW, D) (Python);
 //       part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens,      grid = batch *
 //       rf_i32 n_q_heads, rf_i32 n_kv_heads,          // n_kv_heads % HW == 0;               n_splits *
 //                                                     // MX _h2 / _h1 (not d256 _h2):        n_kv_heads / HW
 //                                                     // n_kv_heads == HW
 //       rf_i32 page_size, rf_i32 row_bytes,           // page_size % 16 == 0; row_bytes a multiple
 //                                                     // of the piece (16, 8 or 4 bytes; RUN:
-//                                                     // == the slice)
+//                                                     // == the slice; _h1u: even)
 //       rf_i32 table_stride, rf_i32 n_splits, rf_i32 split_tiles,   // 16-position tiles per split
 //       rf_i32 window, float scale, float softcap)    // group <= 8
 #include "rocmforge/mx.h"
@@ -959,13 +960,14 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
   }
 }
 // ---------------------------------------------------------------- kernel 1, staged (NVIDIA sm_80+)
-// attn_staged_<dtype>_d<64|128|256>[_h2|_h1|_h2s|_h1s]: pages staged in shared memory, both
+// attn_staged_<dtype>_d<64|128|256>[_h2|_h1|_h2s|_h1s|_h1u]: pages staged in shared memory, both
 // products as float16 mma.m16n8k16 with the operands transposed so that no register of
 // an mma is padding.  Same partial results as the other bodies (acc relative to M, M, L).
 // * Workgroup = (sequence b, split, group of HW KV heads), 32 HW threads; warp w serves KV
 //   head HW * hg + w and the whole group of query heads that reads it (group <= 8).  HW = 4,
 //   else 2 or 1 (the _h2 / _h1 kernels; for MX heads that are not whole 16-byte pieces they
-//   hold whole page rows, and _h2s / _h1s take a slice of wider rows).
+//   hold whole page rows, and _h2s / _h1s take a slice of wider rows; _h1u: one MX head of
+//   head_dim 64, whose 2 blocks are not whole 4-byte words, in any row).
 // * The attended range is walked in 16-position tiles aligned to multiples of 16 (a tile
 //   lies inside one page: page_size % 16 == 0); a split is `split_tiles` tiles from the
 //   tile holding the range's first position.  For each tile the threads copy the HW heads'
@@ -975,7 +977,8 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 //   of 16: 4 MX heads at head_dim 64, _h2s, _h1s).  Whole rows of 1 or 2 MX heads that are
 //   not 16-byte multiples (68-264 bytes): the tile is one contiguous run of 16 row_bytes
 //   bytes, copied in 16-byte chunks, or word by word with exact zero-filling where the tile
-//   has positions outside the range.  Three
+//   has positions outside the range.  _h1u: each position's slice as the 4-byte words that
+//   hold it (it starts 0 or 2 bytes into the first), zero-filled per word.  Three
 //   buffers: the tiles one and two steps ahead are in flight while a tile is computed; the
 //   page-table entry is read a step before its copy is issued.
 // * S^T = K Q^T (A = K: lane (g, t4) holds MX block t4 of positions g and g + 8, pairs
@@ -1003,8 +1006,8 @@ RF_DEVICE void rf_attn_decode_h16(float* __restrict__ part_o, float* __restrict_
 //   ldmatrix (.trans for V), positions 16 bytes apart beyond their slice (bank-conflict-free
 //   rows), and q and p are hi + lo pairs of the page type, two mma per product.
 // The launcher (rocmforge.ops.attention) takes this body for MXFP6/MXFP4/F16/BF16 (MXFP8_E4M3
-// on sm_89+) pages at head_dim 64 / 128 / 256 with any number of KV heads (MX at head_dim 64:
-// an even number), group <= 8 and page_size % 16 == 0 on NVIDIA sm_80+.
+// on sm_89+) pages at head_dim 64 / 128 / 256 with any number of KV heads, group <= 8 and
+// page_size % 16 == 0 on NVIDIA sm_80+.
 // The tile buffers, NST x (K, V) x BUFW words, in dynamic shared memory (MXFP8 needs 50.8 KB,
 // above the 48 KB of a static array): the launcher passes staged_shared_bytes(dtype).
 extern __shared__ __align__(16) rf_u32 rf_staged_smem[];
@@ -1140,7 +1143,7 @@ RF_DEVICE rf_u32 rf_h16_cross(const rf_u32 (&wa)[NC + 2], const rf_u32 (&wb)[NC 
   return rf_h16_from<F>(__byte_perm(wa[wi], wb[wi], sel), o);
 }
 
-template <class F, int HW, int D, bool SLC = false>
+template <class F, int HW, int D, bool SLC = false, bool UNA = false>
 RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restrict__ part_ml,
                                      const float* __restrict__ q, const rf_u8* __restrict__ k_pages,
                                      const rf_u8* __restrict__ v_pages, const rf_i32* __restrict__ page_table,
@@ -1167,16 +1170,23 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // one contiguous run of 16 SL bytes (see issue() below).  Otherwise slices are copied per
   // position in pieces of 16 bytes, or 8 or 4 where SL is not a multiple of 16 (4 MX heads
   // at head_dim 64: 136-264 bytes; SLC, 1 or 2 MX heads of a wider row: 68-264 bytes).
-  constexpr bool RUN = HW < 4 && SL % 16 != 0 && !SLC;
-  constexpr int PB = SL % 16 == 0 ? 16 : SL % 8 == 0 ? 8 : 4;   // bytes per piece (!RUN)
-  static_assert(SL % 4 == 0, "a slice is whole 4-byte words");
-  constexpr int NCH = SL / PB;                        // pieces per position (slices, !RUN)
+  // UNA (the d64 _h1u kernels): one MX head of head_dim 64, 2 blocks (MXFP6 50 bytes, MXFP4 34,
+  // MXFP8 66), which are not whole 4-byte words, so a position's slice starts 0 or 2 bytes
+  // past a word (row_bytes even): each position copies the NCH words that hold its slice
+  // (4-byte pieces, the slice plus 2 bytes before or after it), NCH words apart in shared
+  // memory, and the readers add the slice's offset in its first word (upos below).
+  static_assert(!UNA || (HW == 1 && D == 64 && F::bits != 16 && SL % 4 == 2), "UNA: one MX head of 64");
+  constexpr bool RUN = HW < 4 && SL % 16 != 0 && !SLC && !UNA;
+  constexpr int PB = UNA ? 4 : SL % 16 == 0 ? 16 : SL % 8 == 0 ? 8 : 4;   // bytes per piece (!RUN)
+  static_assert(UNA || SL % 4 == 0, "a slice is whole 4-byte words");
+  constexpr int NCH = UNA ? (SL + 5) / 4 : SL / PB;   // pieces per position (slices, !RUN)
+  constexpr int PSM = UNA ? 4 * NCH : SL;             // MX pages: shared-memory bytes per position
   // 16-bit pages (float16, bfloat16): positions 16 bytes apart beyond their slice, so that
   // the 8 rows an ldmatrix reads (8 positions) fall on different banks; MX slices stay packed
   constexpr bool P16 = F::bits == 16;
   constexpr bool BF = P16 && F::ebits == 8;           // bfloat16 (else float16) mma operands
   constexpr int PAD = P16 ? 16 : 0;
-  constexpr int PS = SL + PAD;                        // shared-memory bytes per position
+  constexpr int PS = UNA ? PSM : SL + PAD;            // shared-memory bytes per position
   constexpr int BUFW = (16 * PS + 16) / 4;            // words per buffer (+16 bytes read slack)
   constexpr int NST = 3;
   constexpr int NWO = H::NWO;                         // words of a whole K block
@@ -1215,7 +1225,13 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // ---- this thread's pieces of a tile: piece c = tid + NT i (i < CPK) of the K slices
   // and the same piece of the V slices: position p = c / NCH, piece j = c % NCH; goff =
   // p * row_bytes + PB j | p (16-byte pieces) or that << 4 | p (8- or 4-byte ones).  (RUN:
-  // 16-byte chunk c of the tile's run.)
+  // 16-byte chunk c of the tile's run.  UNA: p * row_bytes - upos(p) + 4 j, from the word
+  // that holds the slice's first byte; negative for p = 0 where that word starts 2 bytes
+  // before the slice, and >> 4 keeps the sign.)
+  // upos(p): byte of position p's slice in its first word (UNA; else 0).  The tile's base
+  // (page * page_size + 16 tin) * row_bytes is a multiple of 16 bytes, so this is
+  // (hg SL + p row_bytes) mod 4; positions p and p + 8 share it.
+  auto upos = [&](int p) { return UNA ? (hg * SL + p * row_bytes) & 3 : 0; };
   constexpr int CPK = RUN ? (SL + NT - 1) / NT : (16 * NCH + NT - 1) / NT;
   constexpr int BUFB = BUFW * 4;                      // bytes per buffer
   rf_i32 goff[CPK];
@@ -1223,7 +1239,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   for (int i = 0; i < CPK; ++i) {
     const int c = tid + NT * i, p = RUN ? 0 : c / NCH;
     goff[i] = RUN ? 16 * c : PB == 16 ? (p * row_bytes + 16 * (c - p * NCH)) | p
-                                      : (p * row_bytes + PB * (c - p * NCH)) << 4 | p;
+                                      : (p * row_bytes - upos(p) + PB * (c - p * NCH)) * 16 | p;
   }
   auto goff_at = [&](int i) { return RUN || PB == 16 ? goff[i] & ~15 : goff[i] >> 4; };   // byte offset
   const bool last_ok = tid + NT * (CPK - 1) < (RUN ? SL : 16 * NCH);  // the last i has a piece
@@ -1414,7 +1430,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
         for (int tt = 0; tt < 2; ++tt) {
           // byte offset of the block, and where the lane reads it from (head_dim 64: half t4 % 2
           // of block t4 / 2, its codes from K::CB bytes on, the block's scale byte read apart)
-          const int ob = (8 * tt + g) * SL + w * HB + (D64 ? t4 >> 1 : 4 * bg + t4) * BB;
+          const int ob = (8 * tt + g) * PSM + upos(g) + w * HB + (D64 ? t4 >> 1 : 4 * bg + t4) * BB;
           const int oh = D64 ? ob + (t4 & 1) * K::CB : ob;
           const rf_u32* a = kwds + (oh >> 2);
           rf_u32 raw[NWO];
@@ -1515,7 +1531,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int pv = 8 * (r >> 1) + 2 * t4 + (r & 1);
-          const int blk = pv * SL + w * HB + (un >> 1) * BB;       // byte offset of the unit's block
+          const int blk = pv * PSM + upos(pv) + w * HB + (un >> 1) * BB;   // byte offset of the unit's block
           const int oc = blk + 1 + (un & 1) * K::CB + ovs;          // ... of its codes
           const rf_u32* a = vwds + (oc >> 2);
           const rf_u32 sh = (rf_u32)(oc & 3) * 8u;
@@ -1652,20 +1668,23 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
 // Head_dim 256 doubles the accumulators and q registers, so its cap is half as many workgroups.
 // SLC (the _h2s / _h1s kernels): the HW heads are a slice of wider MX rows, copied per position;
 // a lone head's slice is 4-byte pieces (head_dim 128: 13 offsets a thread), so _h1s gets twice
-// the registers (the plan runs 8 one-warp workgroups a multiprocessor, not 16).
-#define RF_ATTN_STAGED_HWS(NAME, FMT, D, HW, SLC, SUFFIX)                                           \
+// the registers (the plan runs 8 one-warp workgroups a multiprocessor, not 16); so does _h1u
+// (UNA: one MX head of head_dim 64, copied as the words that hold it).
+#define RF_ATTN_STAGED_HWSU(NAME, FMT, D, HW, SLC, UNA, SUFFIX)                                     \
   RF_KERNEL __launch_bounds__(32 * HW, RF_ATTN_STAGED_OCCUPANCY * 4 / HW * 128 / (D < 128 ? 128 : D) \
-                                           / (SLC && HW == 1 ? 2 : 1))                               \
+                                           / ((SLC || UNA) && HW == 1 ? 2 : 1))                      \
   attn_staged_##NAME##_d##D##SUFFIX(                                                                \
       float* __restrict__ part_o, float* __restrict__ part_ml, const float* __restrict__ q,          \
       const rf_u8* __restrict__ k_pages, const rf_u8* __restrict__ v_pages,                          \
       const rf_i32* __restrict__ page_table, const rf_i32* __restrict__ seq_lens, rf_i32 n_q_heads,  \
       rf_i32 n_kv_heads, rf_i32 page_size, rf_i32 row_bytes, rf_i32 table_stride, rf_i32 n_splits,   \
       rf_i32 split_tiles, rf_i32 window, float scale, float softcap) {                               \
-    rf_attn_decode_staged<FMT, HW, D, SLC>(part_o, part_ml, q, k_pages, v_pages, page_table,         \
-                                        seq_lens, n_q_heads, n_kv_heads, page_size, row_bytes,        \
-                                        table_stride, n_splits, split_tiles, window, scale, softcap); \
+    rf_attn_decode_staged<FMT, HW, D, SLC, UNA>(part_o, part_ml, q, k_pages, v_pages, page_table,    \
+                                             seq_lens, n_q_heads, n_kv_heads, page_size, row_bytes,   \
+                                             table_stride, n_splits, split_tiles, window, scale,      \
+                                             softcap);                                                \
   }
+#define RF_ATTN_STAGED_HWS(NAME, FMT, D, HW, SLC, SUFFIX) RF_ATTN_STAGED_HWSU(NAME, FMT, D, HW, SLC, false, SUFFIX)
 #define RF_ATTN_STAGED_HW(NAME, FMT, D, HW, SUFFIX) RF_ATTN_STAGED_HWS(NAME, FMT, D, HW, false, SUFFIX)
 #define RF_ATTN_STAGED(NAME, FMT, D)          \
   RF_ATTN_STAGED_HW(NAME, FMT, D, 4, )        \
@@ -1683,10 +1702,12 @@ RF_ATTN_STAGED_HW(f16, rf_fmt_f16_pages, 64, 1, _h1)
 RF_ATTN_STAGED_HW(bf16, rf_fmt_bf16_pages, 64, 4, )
 RF_ATTN_STAGED_HW(bf16, rf_fmt_bf16_pages, 64, 2, _h2)
 RF_ATTN_STAGED_HW(bf16, rf_fmt_bf16_pages, 64, 1, _h1)
-// head_dim 64, MX: a head's 2 blocks are not whole 4-byte words (FP6 50 bytes), so no _h1
+// head_dim 64, MX: a head's 2 blocks are not whole 4-byte words (FP6 50 bytes), so one head
+// a workgroup (1 KV head, or an odd number) is _h1u, which copies the words that hold it
 #define RF_ATTN_STAGED64(NAME, FMT)         \
   RF_ATTN_STAGED_HW(NAME, FMT, 64, 4, )     \
-  RF_ATTN_STAGED_HW(NAME, FMT, 64, 2, _h2)
+  RF_ATTN_STAGED_HW(NAME, FMT, 64, 2, _h2)  \
+  RF_ATTN_STAGED_HWSU(NAME, FMT, 64, 1, false, true, _h1u)
 RF_ATTN_STAGED64(mxfp6_e2m3, rf_fmt_mxfp6_e2m3)
 RF_ATTN_STAGED64(mxfp6_e3m2, rf_fmt_mxfp6_e3m2)
 RF_ATTN_STAGED64(mxfp4, rf_fmt_mxfp4)

@@ -32,8 +32,7 @@ STAGED_TARGET = 2       # 4-head staged workgroups per multiprocessor the split 
 
 def staged_heads(num_kv_heads: int, dtype="mxfp6_e2m3", head_dim: int = 128):
     """KV heads (one warp each) of a staged workgroup: 4 where 4 divide the KV heads, else 2
-    where 2 do, else 1; None where that size has no kernel (MX pages at head_dim 64 with an
-    odd number of KV heads: one head's two blocks are not whole 4-byte words).  At most 2 for
+    where 2 do, else 1; None where that size has no kernel.  At most 2 for
     F16 / BF16 pages at head_dim 256, whose 4-head tiles would take 198 KB of shared memory,
     and for MXFP6 pages at head_dim 128, where twice as many 2-warp workgroups ran faster
     than 4-warp ones (H100, 8 KV heads, 2026-11-26 14:25 UTC, `bench_kv_attention.py`, us,
@@ -41,8 +40,8 @@ def staged_heads(num_kv_heads: int, dtype="mxfp6_e2m3", head_dim: int = 128):
     16 x 32k 323.4 / 318.5, batch 16 x 16k 167.6 / 163.3, batch 1 x 1k 7.9 / 8.0; E3M2 batch
     16 x 32k 332.6 / 318.2; MXFP4 within 2% either way, MXFP8_E4M3 and head_dim 64 / 256
     slower).  A workgroup of fewer heads than the row holds takes a slice of each row
-    (``_h2s`` / ``_h1s`` for MX heads that are not whole 16-byte pieces:
-    ``staged_kernel_name``)."""
+    (``_h2s`` / ``_h1s`` for MX heads that are not whole 16-byte pieces, ``_h1u`` for one MX
+    head of head_dim 64: ``staged_kernel_name``)."""
     n = int(num_kv_heads)
     dt = KvCacheDtype.parse(dtype)
     d = int(head_dim)
@@ -58,7 +57,9 @@ def staged_launch(dtype, head_dim: int, num_kv_heads: int, row_bytes: int):
     16-byte pieces copies whole rows as one run per tile where it holds every head (then
     row_bytes must be exactly that row), else its slice of each row in 16-, 8- or 4-byte
     pieces (then row_bytes must hold every head and be a multiple of the piece;
-    kernels/attention.hip: RUN and PB).  ValueError naming the kernel otherwise."""
+    kernels/attention.hip: RUN and PB).  One MX head of head_dim 64 (``_h1u``) copies the
+    4-byte words that hold its slice, which starts 0 or 2 bytes into one: row_bytes must hold
+    every head and be even.  ValueError naming the kernel otherwise."""
     dtype = KvCacheDtype.parse(dtype)
     d, n = int(head_dim), int(num_kv_heads)
     heads = staged_heads(n, dtype, d)
@@ -66,8 +67,11 @@ def staged_launch(dtype, head_dim: int, num_kv_heads: int, row_bytes: int):
         raise ValueError(f"the staged attention kernel has no body for {n} KV heads of "
                          f"{dtype.name} at head_dim {d}")
     sl, row, whole = dtype.row_bytes(heads * d), dtype.row_bytes(n * d), heads == n
-    piece = 0 if heads < 4 and sl % 16 and whole else 16 if sl % 16 == 0 else 8 if sl % 8 == 0 else 4
     name = staged_kernel_name(dtype.value, d, heads, whole)
+    if name.endswith("_h1u"):
+        piece = 2                         # words from 0 or 2 bytes before the slice
+    else:
+        piece = 0 if heads < 4 and sl % 16 and whole else 16 if sl % 16 == 0 else 8 if sl % 8 == 0 else 4
     if row_bytes != row if piece == 0 else row_bytes < row or row_bytes % piece:
         need = f"{row}" if piece == 0 else f"at least {row} and a multiple of {piece}"
         raise ValueError(f"the staged attention kernel ({name}) needs row_bytes {need} for "
@@ -168,9 +172,8 @@ def staged_unsupported(device, dtype, head_dim: int, num_kv_heads: int, group: i
         return f"needs sm_89 or newer for {dt.name} (hardware E4M3 conversion; device {arch})"
     if head_dim not in STAGED_HEAD_DIMS:
         return f"needs head_dim 64, 128 or 256, not {head_dim}"
-    if staged_heads(num_kv_heads, dt, head_dim) is None:
-        return (f"has no 1-KV-head {dt.name} body at head_dim {head_dim} (a head's MX blocks are "
-                f"not whole 4-byte words), which {num_kv_heads} KV heads would need")
+    if staged_heads(num_kv_heads, dt, head_dim) is None:   # every page type has every size today
+        return f"has no body for {num_kv_heads} KV heads of {dt.name} at head_dim {head_dim}"
     if group > 8:
         return f"needs at most 8 query heads per KV head, not {group}"
     if page_size % STAGED_TILE:
@@ -183,10 +186,15 @@ def staged_shared_bytes(dtype, heads: int = 4, head_dim: int = 128) -> int:
     positions x ``heads`` KV heads x ``head_dim`` values each, plus 16 bytes of read slack
     (4 heads of 128: MXFP6 38.5 KB, MXFP4 26.2 KB, MXFP8_E4M3 50.8 KB); F16 / BF16 positions
     sit 16 bytes apart beyond their 256 bytes a head, so that ldmatrix rows fall on different
-    banks (4 heads: 97.6 KB)."""
+    banks (4 heads: 97.6 KB).  One MX head of head_dim 64 (``_h1u``) keeps each position's
+    slice as the whole 4-byte words that hold it, from 0 or 2 bytes before it (MXFP6: 13
+    words for 50 bytes)."""
     dt = KvCacheDtype.parse(dtype)
     pad = 16 if dt in (KvCacheDtype.F16, KvCacheDtype.BF16) else 0
-    return STAGED_STAGES * 2 * (16 * (dt.row_bytes(int(heads) * int(head_dim)) + pad) + 16)
+    sl = dt.row_bytes(int(heads) * int(head_dim))
+    if dt.is_mx and int(heads) * int(head_dim) == 64:
+        sl = 4 * ((sl + 5) // 4)
+    return STAGED_STAGES * 2 * (16 * (sl + pad) + 16)
 
 
 def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4, head_dim: int = 128):
@@ -195,7 +203,8 @@ def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4, head_dim
 
     About STAGED_TARGET workgroups of 4 heads (4 warps) of head_dim 128 or 256 per
     multiprocessor in all, i.e. STAGED_TARGET * 4 / heads of smaller ones, and twice as many
-    at head_dim 64, whose tiles are half the work, with at least 2 tiles per split; but where
+    at head_dim 64, whose tiles are half the work, with at least 2 tiles per split (4 for
+    workgroups of one warp, whose pipeline fill weighs more against fewer tiles); but where
     one workgroup per tile fits on the multiprocessors at once (units x tiles <= that many
     slots / STAGED_TARGET), a tile per split.  Every split pays a pipeline fill and writes partial
     results that attn_combine merges, so fewer, longer splits beat a full wave of 4 per SM.
@@ -226,7 +235,12 @@ def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4, head_dim
     and 6 at batch 24 of 32 / 8.)  32 / 8 heads with MXFP6's 2-head workgroups (14:33 UTC):
     batch 16 x 32k 8 splits 316.4, 6 / 7 / 10 / 12 / 16: 393.6 / 349.6 / 373.3 / 348.6 /
     357.1; batch 4 33 85.4, 24 / 40 / 50 / 66: 106.2 / 100.6 / 107.8 / 92.7; batch 1 128 28.2,
-    100 / 176 / 256: 32.9 / 33.0 / 32.8."""
+    100 / 176 / 256: 32.9 / 33.0 / 32.8.  One-warp workgroups at batch 1 x 32k (15:41 UTC; the
+    plan's choice first, then 4 tiles a split where it took 2 or 3): 8 / 1 heads x 128: 1024 14.6,
+    512 12.8, 128 / 256 19.6 / 14.4; 4 / 1 x 64: 1024 12.7, 512 10.6, 128 / 256 14.3 / 10.8;
+    9 / 3 x 64 (_h1u): 683 15.8, 512 14.2, 171 / 256 / 342 13.7 / 13.6 / 13.3; where the plan
+    already gives 4 tiles or more it stays: 12 / 3 x 128 342 16.5 (128 / 176 / 256: 20.1 / 18.2
+    / 17.8), 15 / 5 x 64 410 17.4 (205 / 256: 15.8 / 16.9)."""
     n_steps = max(1, int(max_tiles))
     units = max(1, int(units))
     slots = max(1, n_sms) * (4 // int(heads)) * max(1, 128 // int(head_dim))
@@ -236,7 +250,7 @@ def staged_plan(max_tiles: int, units: int, n_sms: int, heads: int = 4, head_dim
     # unless that leaves the multiprocessors more than a quarter short of it
     lo = max(1, STAGED_TARGET * slots // units)
     want = lo if 4 * lo * units >= 3 * STAGED_TARGET * slots else lo + 1
-    s = max(1, min(want, n_steps // 2))
+    s = max(1, min(want, n_steps // (4 if int(heads) == 1 else 2)))
     split_tiles = -(-n_steps // s)
     return -(-n_steps // split_tiles), split_tiles
 

@@ -128,7 +128,8 @@ KERNELS["attn_combine"] = ("attention", ATTN_COMBINE_SIGNATURE)
 # attn_staged_<dtype>_d<64|128|256><suffix>: NVIDIA sm_80+ (cp.async + float16 / bfloat16 mma;
 # MXFP8_E4M3 sm_89+), one warp per KV head of a workgroup: 4 heads (no suffix), 2 (_h2) or 1
 # (_h1); _h2s / _h1s: 1 or 2 MX heads that are a slice of wider rows and not whole 16-byte
-# pieces (4 or 8 MX blocks); dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
+# pieces (4 or 8 MX blocks); _h1u: one MX head of head_dim 64 (2 blocks, not whole 4-byte
+# words) in any row; dynamic shared memory (rocmforge.ops.attention.staged_shared_bytes)
 STAGED_DTYPE_NAMES = ("mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxfp8_e4m3", "f16", "bf16")
 STAGED_SUFFIX = {4: "", 2: "_h2", 1: "_h1"}     # KV heads per workgroup -> kernel name suffix
 ATTN_STAGED_SIGNATURE = (
@@ -141,15 +142,16 @@ STAGED_HEAD_DIMS = (64, 128, 256)   # every page type of STAGED_DTYPE_NAMES has 
 
 def staged_kernel_name(dtype_name: str, head_dim: int, heads: int, whole_rows: bool = True):
     """The staged kernel of a page type, head_dim and KV heads per workgroup, or None where
-    there is none (head_dim 64 with MX pages has no 1-head kernel: a head's two MX blocks,
-    e.g. 50 bytes of MXFP6, are not whole 4-byte words).  ``whole_rows``: the workgroup's
-    heads are all the KV heads; otherwise 1 or 2 MX heads of 4 or 8 blocks (not whole 16-byte
-    pieces) take the _h1s / _h2s kernel, which copies them per position."""
+    there is none.  ``whole_rows``: the workgroup's heads are all the KV heads; otherwise 1 or
+    2 MX heads of 4 or 8 blocks (not whole 16-byte pieces) take the _h1s / _h2s kernel, which
+    copies them per position.  One MX head of head_dim 64 (2 blocks, e.g. 50 bytes of MXFP6:
+    not whole 4-byte words) takes the _h1u kernel, whole rows or not, which copies the words
+    that hold it."""
     if dtype_name not in STAGED_DTYPE_NAMES or head_dim not in STAGED_HEAD_DIMS or heads not in STAGED_SUFFIX:
         return None
     mx_blocks = heads * head_dim // 32 if dtype_name.startswith("mx") else 0
     if mx_blocks == 2:
-        return None
+        return f"attn_staged_{dtype_name}_d{head_dim}_h1u"
     sliced = not whole_rows and heads < 4 and mx_blocks in (4, 8)
     return f"attn_staged_{dtype_name}_d{head_dim}{STAGED_SUFFIX[heads]}{'s' if sliced else ''}"
 

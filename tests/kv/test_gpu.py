@@ -325,7 +325,8 @@ def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
     runs each half of a head as head_dim 128 does (F16 / BF16: 2 heads a workgroup);
     head_dim 64 runs half blocks per K lane and copies MX slices of 4 heads in 8-byte pieces.
     6 and 3 KV heads take 2 or 1 a workgroup, a slice of each row (MX: the _h2s / _h1s
-    kernels, 8- or 4-byte pieces)."""
+    kernels, 8- or 4-byte pieces; MX at head_dim 64 with 1 or 3 KV heads: the _h1u kernels,
+    whose slices start 0 or 2 bytes into a word)."""
     _need_staged(gpu, dtype, hk, gqa, page_size, head_dim)
     rng = np.random.default_rng([page_size, hk, gqa, window or 0, STAGED.index(dtype), head_dim])
     host, dcache, sids = build(gpu, dtype, page_size, hk, head_dim, rng)
@@ -349,14 +350,16 @@ def test_staged_attention_gpu(gpu, dtype, page_size, hk, gqa, window, head_dim):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("hk,gqa", [(8, 4), (2, 6), (6, 3)])
+@pytest.mark.parametrize("hk,gqa,d", [(8, 4, 128), (2, 6, 128), (6, 3, 128), (5, 3, 64), (1, 4, 64)])
 @pytest.mark.parametrize("dtype", STAGED, ids=lambda d: d.name)
-def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa):
-    """Forced split counts (1, 3, 40, 500: most of them empty) and a softcap."""
-    _need_staged(gpu, dtype, hk, gqa, 16)
+def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa, d):
+    """Forced split counts (1, 3, 40, 500: most of them empty) and a softcap.  (5 and 1 KV
+    heads of head_dim 64: MX pages run the _h1u kernels, whose slices start 0 or 2 bytes into
+    a word.)"""
+    _need_staged(gpu, dtype, hk, gqa, 16, d)
     rng = np.random.default_rng(7)
-    host, dcache, sids = build(gpu, dtype, 16, hk, 128, rng)
-    q = 4 * rng.standard_normal((len(sids), hk * gqa, 128)).astype(np.float32)
+    host, dcache, sids = build(gpu, dtype, 16, hk, d, rng)
+    q = 4 * rng.standard_normal((len(sids), hk * gqa, d)).astype(np.float32)
     cpu = decode_attention(host, 0, sids, q, 0.1, window=300, softcap=5.0)
     for n_splits in (None, 1, 3, 40, 500):
         out = capped_attention(gpu, dcache, sids, q, n_splits, body="staged")
@@ -375,12 +378,14 @@ def test_staged_attention_softcap_and_forced_splits(gpu, dtype, hk, gqa):
     (KvCacheDtype.BF16, "staged", 1, 64), (KvCacheDtype.F16, "staged", 4, 256),
     (KvCacheDtype.MXFP6_E2M3, "staged", 6, 128), (KvCacheDtype.MXFP4, "staged", 3, 128),
     (KvCacheDtype.MXFP8_E4M3, "staged", 6, 64), (KvCacheDtype.MXFP6_E3M2, "staged", 3, 256),
-    (KvCacheDtype.BF16, "staged", 3, 128)], ids=str)
+    (KvCacheDtype.BF16, "staged", 3, 128), (KvCacheDtype.MXFP6_E2M3, "staged", 3, 64),
+    (KvCacheDtype.MXFP4, "staged", 1, 64), (KvCacheDtype.MXFP8_E4M3, "staged", 5, 64)], ids=str)
 def test_stale_page_slots_never_reach_the_output(gpu, dtype, body, hk, d):
     """A page freed by one sequence and reused by another still holds the old rows (NaN
     and Inf here) past the new sequence's length: they must not leak into its attention.
     (1 or 2 KV heads: the whole-row kernels zero-fill such a tile word by word; 3 or 6: the
-    slice kernels piece by piece.)"""
+    slice kernels piece by piece; MX at head_dim 64 with 1, 3 or 5: the _h1u kernels word by
+    word.)"""
     if body == "staged":
         _need_staged(gpu, dtype, hk, 4, 16, d)
     cfg = CacheConfig(16, 1, hk, d, 1, dtype)           # one page: "new" must reuse it
@@ -440,14 +445,17 @@ def test_decode_plan_and_staged_rules():
         assert attn_ops.staged_unsupported(Fake, dt, 64, 8, 4, 16) is None
         assert attn_ops.staged_unsupported(Fake, dt, 64, 2, 4, 16) is None
         assert attn_ops.staged_unsupported(Fake, dt, 64, 6, 4, 16) is None
-        for hk in (1, 3, 5):
-            assert "1-KV-head" in attn_ops.staged_unsupported(Fake, dt, 64, hk, 4, 16)
+        for hk in (1, 3, 5):   # one head of 2 MX blocks a workgroup: _h1u
+            assert attn_ops.staged_unsupported(Fake, dt, 64, hk, 4, 16) is None
+            assert attn_ops.staged_launch(dt, 64, hk, KvCacheDtype.parse(dt).row_bytes(64 * hk)) == (
+                f"attn_staged_{dt}_d64_h1u", 1)
         # 1 or 2 MX heads of a wider row that are not whole 16-byte pieces: _h2s / _h1s
         assert attn_ops.staged_kernel_name(dt, 128, 2, False) == f"attn_staged_{dt}_d128_h2s"
         assert attn_ops.staged_kernel_name(dt, 128, 2, True) == f"attn_staged_{dt}_d128_h2"
         assert attn_ops.staged_kernel_name(dt, 256, 2, False) == f"attn_staged_{dt}_d256_h2"
         assert attn_ops.staged_kernel_name(dt, 256, 1, False) == f"attn_staged_{dt}_d256_h1s"
-        assert attn_ops.staged_kernel_name(dt, 64, 1, False) is None
+        assert attn_ops.staged_kernel_name(dt, 64, 1, False) == f"attn_staged_{dt}_d64_h1u"
+        assert attn_ops.staged_kernel_name(dt, 64, 1, True) == f"attn_staged_{dt}_d64_h1u"
     assert attn_ops.staged_kernel_name("f16", 128, 1, False) == "attn_staged_f16_d128_h1"
     assert attn_ops.staged_unsupported(Fake, "f16", 64, 1, 4, 16) is None
     # F16 / BF16 at head_dim 256: 2 heads a workgroup (4 would take 198 KB of shared memory)
@@ -462,13 +470,16 @@ def test_decode_plan_and_staged_rules():
     for dt in ("mxfp6_e2m3", "mxfp6_e3m2"):
         assert [attn_ops.staged_heads(n, dt) for n in (1, 3, 4, 8)] == [1, 1, 2, 2]
         assert attn_ops.staged_heads(8, dt, 64) == 4 and attn_ops.staged_heads(8, dt, 256) == 4
-    assert [attn_ops.staged_heads(n, "mxfp4", 64) for n in (1, 2, 3, 6)] == [None, 2, None, 2]
+    assert [attn_ops.staged_heads(n, "mxfp4", 64) for n in (1, 2, 3, 6)] == [1, 2, 1, 2]
+    # _h1u keeps each position's slice as the 4-byte words that hold it (0 or 2 bytes before)
+    assert attn_ops.staged_shared_bytes("mxfp6_e2m3", 1, 64) == 3 * 2 * (16 * 52 + 16)
+    assert attn_ops.staged_shared_bytes("mxfp4", 1, 64) == 3 * 2 * (16 * 36 + 16)
+    assert attn_ops.staged_shared_bytes("mxfp8_e4m3", 1, 64) == 3 * 2 * (16 * 68 + 16)
     for hk in (1, 2, 3, 4, 5, 6, 10, 12):
         assert attn_ops.staged_unsupported(Fake, "mxfp6_e2m3", 128, hk, 8, 16) is None
     for args, word in (((Fake86, "mxfp8_e4m3", 128, 8, 4, 16), "sm_89"),
                        ((Fake, "f32", 128, 8, 4, 16), "F32"),
                        ((Fake, "mxfp4", 96, 8, 4, 16), "head_dim"),
-                       ((Fake, "mxfp4", 64, 3, 4, 16), "3 KV heads"),
                        ((Fake, "mxfp4", 128, 8, 16, 16), "query heads"),
                        ((Fake, "mxfp4", 128, 8, 4, 24), "page_size")):
         assert word in attn_ops.staged_unsupported(*args)
@@ -497,6 +508,11 @@ def test_decode_plan_and_staged_rules():
     # 2-head (2-warp) workgroups: twice as many fit, so the plan aims at twice as many
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 2, 12, 16, 32768, 1)[1:] == (512, 4)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 2, 12, 16, 4096, 1)[1:] == (256, 1)
+    # one-warp workgroups: at least 4 tiles a split (8 / 1 x 128 and 9 / 3 x 64 would take 2 / 3)
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 1, 8, 16, 32768, 1)[1:] == (512, 4)
+    assert attn_ops.decode_plan(Fake, "mxfp4", 64, 3, 9, 16, 32768, 1)[1:] == (512, 4)
+    assert attn_ops.decode_plan(Fake, "mxfp4", 64, 5, 15, 16, 32768, 1)[1:] == (410, 5)
+    assert attn_ops.decode_plan(Fake, "mxfp4", 64, 3, 9, 16, 32768, 16)[1:] == (44, 47)
     # head_dim 64: tiles are half the work, so twice as many workgroups
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 32768, 16)[1:] == (16, 128)
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 32768, 1)[1:] == (256, 8)
@@ -512,7 +528,7 @@ def test_decode_plan_and_staged_rules():
     for ctx, batch in ((16, 1), (1024, 1), (4096, 1), (1024, 16)):
         assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 128, 8, 32, 16, ctx, batch)[0] == "staged"
     assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 8, 32, 16, 1024, 1)[0] == "staged"
-    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 1, 8, 16, 1024, 1)[0] == "split"
+    assert attn_ops.decode_plan(Fake, "mxfp6_e2m3", 64, 1, 8, 16, 1024, 1)[0] == "staged"
     assert attn_ops.decode_plan(Fake, "f16", 128, 8, 32, 16, 1024, 1)[0] == "staged"
     assert attn_ops.decode_plan(Fake, "bf16", 128, 8, 32, 16, 1024, 1)[0] == "staged"
     assert attn_ops.decode_plan(Fake, "f32", 128, 8, 32, 16, 1024, 1)[0] == "split"
@@ -574,13 +590,17 @@ def test_staged_launch_checks_row_bytes():
     assert sl("mxfp4", 128, 3, 204) == ("attn_staged_mxfp4_d128_h1s", 1)      # 4-byte pieces
     assert sl("f16", 128, 6, 1536) == ("attn_staged_f16_d128_h2", 2)
     assert sl("mxfp6_e3m2", 256, 3, 600) == ("attn_staged_mxfp6_e3m2_d256_h1s", 1)
+    assert sl("mxfp6_e2m3", 64, 3, 150) == ("attn_staged_mxfp6_e2m3_d64_h1u", 1)    # 0 or 2 bytes in
+    assert sl("mxfp4", 64, 1, 34) == ("attn_staged_mxfp4_d64_h1u", 1)
+    assert sl("mxfp8_e4m3", 64, 5, 332) == ("attn_staged_mxfp8_e4m3_d64_h1u", 1)   # any even row
     for args, want in (
             (("mxfp4", 128, 2, 144), r"_h2\) needs row_bytes 136 for 2 KV heads"),
             (("mxfp6_e2m3", 128, 6, 596), r"_h2s\) needs row_bytes at least 600 and a multiple of 8"),
             (("mxfp6_e2m3", 128, 6, 604), r"multiple of 8 for 6 KV heads of 128 MXFP6_E2M3 values, got 604"),
             (("mxfp4", 128, 3, 206), r"_h1s\) needs row_bytes at least 204 and a multiple of 4"),
             (("f16", 128, 8, 2056), r"at least 2048 and a multiple of 16"),
-            (("mxfp4", 64, 3, 102), r"no body for 3 KV heads of MXFP4 at head_dim 64")):
+            (("mxfp4", 64, 3, 101), r"_h1u\) needs row_bytes at least 102 and a multiple of 2"),
+            (("mxfp6_e2m3", 64, 5, 248), r"_h1u\) needs row_bytes at least 250")):
         with pytest.raises(ValueError, match=want):
             sl(*args)
 

@@ -214,12 +214,13 @@ def test_gemma_shaped_paged_kv_decode_gpu_vs_cpu(tmp_path, gpu_kind, kv):
 
 @gpu
 @pytest.mark.parametrize("head_dim,heads,kv_heads", [(128, 8, 4), (64, 8, 4), (256, 8, 2),
-                                                     (128, 12, 6)])
+                                                     (128, 12, 6), (64, 12, 3)])
 @pytest.mark.parametrize("kv", ["mxfp6_e2m3", "mxfp4", "mxfp8_e4m3", "f16", "bf16"])
 def test_staged_attention_in_the_decode_graph(tmp_path, gpu_kind, kv, head_dim, heads, kv_heads):
     """A Gemma-shaped model with 8 query heads, 4 KV heads of head_dim 128 (or 4 of 64, or 2
-    of 256, or 12 query and 6 KV heads of 128: slices of 2 heads) and n_ctx 4100: every layer,
-    the sliding-window ones included, decodes through the staged attention kernel on NVIDIA
+    of 256, or 12 query and 6 KV heads of 128: slices of 2 heads, or 12 query and 3 KV heads
+    of 64: MX pages on the _h1u kernels) and n_ctx 4100: every layer, the sliding-window ones
+    included, decodes through the staged attention kernel on NVIDIA
     sm_80+ (MX, F16 and BF16 pages); 1 + 15 decode steps, eager and replayed, against the CPU
     Transformer."""
     from rocmforge.ops import attention as attn_ops
