@@ -6,7 +6,8 @@ the same shape, in the same run.
     python bench/bench_kv_attention.py [--contexts 1024 4096 16384 32768] [--batches 1 16]
                                        [--iters 30] [--json out.json] [--splits N]
                                        [--bodies auto split] [--heads 12 2] [--head-dim 64]
-    python bench/bench_kv_attention.py --accuracy [--dtypes ...] [--head-dim 256]   # worst GPU-vs-CPU error
+    python bench/bench_kv_attention.py --accuracy [--dtypes ...] [--head-dim 256] [--heads HQ HK]   # worst GPU-vs-CPU error
+                                       # (4 KV heads unless --heads names them)
 
 --bodies: which attention kernels to time per dtype: "auto" (what decode_attention picks:
 the staged kernel where staged_unsupported allows it, on NVIDIA sm_80+, else the split
@@ -193,33 +194,33 @@ def torch_sdpa_ms(batch, ctx, iters, repeats):
     return best
 
 
-def accuracy(dev, dtypes, rng):
-    """Worst max|GPU - CPU decode_attention| / max|v| per dtype (4 KV heads of head_dim D,
-    standard normal q/K/V, contexts 1..4099, page 16/32, GQA 1/4/8, window none/24): the
-    figure the tests' tolerances are stated against."""
+def accuracy(dev, dtypes, rng, hk=4):
+    """Worst max|GPU - CPU decode_attention| / max|v| per dtype (``hk`` KV heads of head_dim
+    D: 4 unless --heads names them; standard normal q/K/V, contexts 1..4099, page 16/32, GQA
+    1/4/8, window none/24): the figure the tests' tolerances are stated against."""
     from rocmforge.kv import KvCache, decode_attention
-    print(f"\n| dtype | body | worst max|GPU - CPU| / max|v| (head_dim {D}) |")
+    print(f"\n| dtype | body | worst max|GPU - CPU| / max|v| ({hk} KV heads of head_dim {D}) |")
     print("|---|---|---:|")
     worst_all = {}
     for dt in dtypes:
         worst = {}
         for page in (16, 32):
             lens = [1, 17, 33, 100, 1037, 4099]
-            cfg = CacheConfig(page, sum(-(-n // page) for n in lens) + 4, 4, D, 1, dt)
+            cfg = CacheConfig(page, sum(-(-n // page) for n in lens) + 4, hk, D, 1, dt)
             host, dc = KvCache(cfg), KvCache(cfg, storage=DeviceStorage(dev, cfg))
             for sid, n in enumerate(lens):
-                k = rng.standard_normal((n, 4, D)).astype(np.float32)
-                v = rng.standard_normal((n, 4, D)).astype(np.float32)
+                k = rng.standard_normal((n, hk, D)).astype(np.float32)
+                v = rng.standard_normal((n, hk, D)).astype(np.float32)
                 for c in (host, dc):
                     c.allocate(sid)
                     c.append(sid, 0, k, v)
             sids = list(range(len(lens)))
             for gqa in (1, 4, 8):
                 for window in (None, 24):
-                    q = rng.standard_normal((len(sids), 4 * gqa, D)).astype(np.float32)
+                    q = rng.standard_normal((len(sids), hk * gqa, D)).astype(np.float32)
                     ref = decode_attention(host, 0, sids, q, D ** -0.5, window=window)
                     for body in ("staged", "split"):
-                        if body == "staged" and attn_ops.staged_unsupported(dev, dt, D, 4, gqa, page):
+                        if body == "staged" and attn_ops.staged_unsupported(dev, dt, D, hk, gqa, page):
                             continue
                         out = attn_ops.decode_attention(dc, 0, sids, q, D ** -0.5, window=window,
                                                         body=body).copy_to_host()
@@ -243,13 +244,13 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--splits", type=int, default=0, help="force n_splits (0: the plan)")
     ap.add_argument("--bodies", nargs="*", default=["auto"], choices=["auto", "staged", "split"])
-    ap.add_argument("--heads", type=int, nargs=2, default=[HQ, HK], metavar=("HQ", "HK"),
-                    help="query and KV heads (default 32 8)")
+    ap.add_argument("--heads", type=int, nargs=2, default=None, metavar=("HQ", "HK"),
+                    help="query and KV heads (default 32 8; --accuracy: its KV heads, default 4)")
     ap.add_argument("--head-dim", type=int, default=D, help="head_dim (default 128)")
     ap.add_argument("--accuracy", action="store_true",
                     help="only measure the worst GPU-vs-CPU error of each dtype (at --head-dim)")
     args = ap.parse_args(argv)
-    set_heads(*args.heads, args.head_dim)
+    set_heads(*(args.heads or (HQ, HK)), args.head_dim)
     bar_shape = (HQ, HK, D) == (32, 8, 128)
     if not device.gpu_available():
         print("no GPU:", device.backend_status())
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
           f"1 layer")
     dtypes = [KvCacheDtype.parse(d) for d in args.dtypes]
     if args.accuracy:
-        accuracy(dev, dtypes, rng)
+        accuracy(dev, dtypes, rng, args.heads[1] if args.heads else 4)
         return 0
     print("\n| dtype | bits/value | KV bytes/token/layer | vs 8.25/6.25/4.25 |")
     print("|---|---:|---:|---|")
