@@ -600,7 +600,8 @@ def test_staged_launch_checks_row_bytes():
             (("mxfp4", 128, 3, 206), r"_h1s\) needs row_bytes at least 204 and a multiple of 4"),
             (("f16", 128, 8, 2056), r"at least 2048 and a multiple of 16"),
             (("mxfp4", 64, 3, 101), r"_h1u\) needs row_bytes at least 102 and a multiple of 2"),
-            (("mxfp6_e2m3", 64, 5, 248), r"_h1u\) needs row_bytes at least 250")):
+            (("mxfp6_e2m3", 64, 5, 248), r"_h1u\) needs row_bytes at least 250"),
+            (("f32", 128, 8, 4096), r"no body for 8 KV heads of F32 at head_dim 128")):
         with pytest.raises(ValueError, match=want):
             sl(*args)
 
