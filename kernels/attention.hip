@@ -1216,7 +1216,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   const rf_i32* table = page_table + (rf_i64)b * table_stride;
   const int tpp = page_size >> 4;                     // tiles per page
   const float neg_inf = rf_uint_as_float(0xff800000u);
-#if defined(RF_STAGED_TRACE)   // timing experiment only (docs/KV_CACHE.md): globaltimer marks
+#if defined(RF_STAGED_TRACE)   // timing experiment only (docs/KV_ATTENTION_PERF.md): globaltimer marks
   rf_u64 tr[4] = {0, 0, 0, 0}, tc[4] = {0, 0, 0, 0};   // globaltimer (ns), clock64 (cycles)
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[0]));
   tc[0] = clock64();
@@ -1245,7 +1245,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   const bool last_ok = tid + NT * (CPK - 1) < (RUN ? SL : 16 * NCH);  // the last i has a piece
   constexpr int CB16 = RUN ? 16 : PB;                 // bytes per copy of the main path
   const rf_u32 sm_t = rf_smem_u32(&sm[0][0][0]) + (rf_u32)CB16 * (rf_u32)tid;
-#if defined(RF_STAGED_NOCOPY)   // timing experiment only (docs/KV_CACHE.md): the arithmetic alone
+#if defined(RF_STAGED_NOCOPY)   // timing experiment only (docs/KV_ATTENTION_PERF.md): the arithmetic alone
   for (int i = tid; i < NST * 2 * BUFW; i += NT) (&sm[0][0][0])[i] = 0x01010101u;
   rf_barrier();
   auto issue = [&](int, int, int, int) { rf_cp_async_commit(); };
@@ -1398,7 +1398,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
     const rf_u32* kwds = &sm[st][0][0];
     const rf_u32* vwds = &sm[st][1][0];
     st = st == NST - 1 ? 0 : st + 1;
-#if defined(RF_STAGED_NOMATH)   // timing experiment only (docs/KV_CACHE.md): the copies alone
+#if defined(RF_STAGED_NOMATH)   // timing experiment only (docs/KV_ATTENTION_PERF.md): the copies alone
     continue;
 #endif
 
@@ -1584,7 +1584,7 @@ RF_DEVICE void rf_attn_decode_staged(float* __restrict__ part_o, float* __restri
   // Warp w's rows: 8 x D floats from word 8 D w of the (now idle) tile buffers; value v of
   // head h sits at word rf_staged_swz(v, h), which keeps the fragment stores free of bank
   // conflicts (MXFP6; MXFP4: 2-way) and a row's aligned groups of 4 values together.
-#if defined(RF_STAGED_NOEPI)   // timing experiment only (docs/KV_CACHE.md): no partial results
+#if defined(RF_STAGED_NOEPI)   // timing experiment only (docs/KV_ATTENTION_PERF.md): no partial results
   if (len > 0) return;
 #endif
 #pragma unroll
