@@ -19,7 +19,7 @@ from ..device.buffers import as_device_buffer
 from ..kv.config import CacheConfig, KvCacheDtype
 from ._common import check_aligned
 from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_HEAD_DIMS, THREADS,
-                      get_kernel, staged_kernel_name)
+                      get_kernel, staged_kernel_name, staged_unaligned_head)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
            "decode_plan", "split_plan", "staged_heads", "staged_launch", "staged_plan",
@@ -68,7 +68,7 @@ def staged_launch(dtype, head_dim: int, num_kv_heads: int, row_bytes: int):
                          f"{dtype.name} at head_dim {d}")
     sl, row, whole = dtype.row_bytes(heads * d), dtype.row_bytes(n * d), heads == n
     name = staged_kernel_name(dtype.value, d, heads, whole)
-    if name.endswith("_h1u"):
+    if staged_unaligned_head(dtype.value, heads, d):
         piece = 2                         # words from 0 or 2 bytes before the slice
     else:
         piece = 0 if heads < 4 and sl % 16 and whole else 16 if sl % 16 == 0 else 8 if sl % 8 == 0 else 4
@@ -190,7 +190,7 @@ def staged_shared_bytes(dtype, heads: int = 4, head_dim: int = 128) -> int:
     dt = KvCacheDtype.parse(dtype)
     pad = 16 if dt in (KvCacheDtype.F16, KvCacheDtype.BF16) else 0
     sl = dt.row_bytes(int(heads) * int(head_dim))
-    if dt.is_mx and int(heads) * int(head_dim) == 64:
+    if staged_unaligned_head(dt.value, int(heads), int(head_dim)):
         sl = 4 * ((sl + 5) // 4)
     return STAGED_STAGES * 2 * (16 * (sl + pad) + 16)
 

@@ -140,6 +140,12 @@ ATTN_STAGED_SIGNATURE = (
 STAGED_HEAD_DIMS = (64, 128, 256)   # every page type of STAGED_DTYPE_NAMES has a body at each
 
 
+def staged_unaligned_head(dtype_name: str, heads: int, head_dim: int) -> bool:
+    """A staged workgroup of one MX head of head_dim 64: its 2 blocks (MXFP6 50 bytes) are not
+    whole 4-byte words, so the _h1u kernel copies the words that hold them."""
+    return dtype_name.startswith("mx") and heads * head_dim == 64
+
+
 def staged_kernel_name(dtype_name: str, head_dim: int, heads: int, whole_rows: bool = True):
     """The staged kernel of a page type, head_dim and KV heads per workgroup, or None where
     there is none.  ``whole_rows``: the workgroup's heads are all the KV heads; otherwise 1 or
@@ -149,9 +155,9 @@ def staged_kernel_name(dtype_name: str, head_dim: int, heads: int, whole_rows: b
     that hold it."""
     if dtype_name not in STAGED_DTYPE_NAMES or head_dim not in STAGED_HEAD_DIMS or heads not in STAGED_SUFFIX:
         return None
-    mx_blocks = heads * head_dim // 32 if dtype_name.startswith("mx") else 0
-    if mx_blocks == 2:
+    if staged_unaligned_head(dtype_name, heads, head_dim):
         return f"attn_staged_{dtype_name}_d{head_dim}_h1u"
+    mx_blocks = heads * head_dim // 32 if dtype_name.startswith("mx") else 0
     sliced = not whole_rows and heads < 4 and mx_blocks in (4, 8)
     return f"attn_staged_{dtype_name}_d{head_dim}{STAGED_SUFFIX[heads]}{'s' if sliced else ''}"
 
