@@ -67,6 +67,7 @@ def build(arch: str) -> bytes:
 def check_combines(dev, combine, warp_combine, threads):
     """Both merges against NumPy on random partial results (some splits empty): relative error
     at most 1e-5 of the row's largest value, else exit."""
+    from rocmforge.ops.attention import combine_workgroups
     rng = np.random.default_rng(1)
     for n_rows, n_splits, d in ((3, 1, 128), (5, 3, 64), (4, 8, 128), (2, 64, 256), (32, 128, 128),
                                 (3, 200, 128), (2, 300, 64)):
@@ -80,8 +81,7 @@ def check_combines(dev, combine, warp_combine, threads):
         want = (w[..., None] * o).sum(1) / (w * lsum).sum(1)[:, None]
         po, pm = dev.to_device(o), dev.to_device(ml)
         for name, k, grid, block in (
-                ("attn_combine", combine,
-                 n_rows * (d // min(d, 1024 >> min(5, n_splits.bit_length() - 1))), threads),
+                ("attn_combine", combine, combine_workgroups(n_rows, n_splits, d), threads),
                 ("combine_warp", warp_combine, n_rows * d // 32, 64)):
             out = dev.alloc(4 * n_rows * d)
             k.launch((grid,), (block,), out, po, pm, n_splits, d)
@@ -134,6 +134,7 @@ def main(argv=None) -> int:
         return 2
     dev = device.get_device()
     import bench_kv_attention as bk
+    from rocmforge.ops import attention as attn_ops
     from rocmforge.ops.kernels import THREADS, get_kernel
     combine = get_kernel(dev, "attn_combine")
     mod = dev.load_module_data(build(dev.arch), "bench/copy_floor_kv.cu")
@@ -166,7 +167,6 @@ def main(argv=None) -> int:
         o = dev.empty((batch, bk.HQ, bk.D), np.float32)
         rows.append((f"shipped attention ({body}, {n_splits} splits)", "-",
                      bk.time_ms(dev, lambda st: run(st, o), iters, args.repeats)))
-        import rocmforge.ops.attention as attn_ops
         real_get = attn_ops.get_kernel
 
         class _Warp:      # combine_warp where paged_decode_attention launches attn_combine
@@ -174,13 +174,12 @@ def main(argv=None) -> int:
                 warp_combine.launch((batch * bk.HQ * d // 32,), (64,), out_, po, pm, ns, d, stream=stream)
         attn_ops.get_kernel = lambda d_, name: _Warp() if name == "attn_combine" else real_get(d_, name)
         try:
-            ref = run(None, dev.empty((batch, bk.HQ, bk.D), np.float32)).copy_to_host()
             o2 = dev.empty((batch, bk.HQ, bk.D), np.float32)
             rows.append(("shipped attention + warp combine", "-",
                          bk.time_ms(dev, lambda st: run(st, o2), iters, args.repeats)))
         finally:
             attn_ops.get_kernel = real_get
-        base = run(None, dev.empty((batch, bk.HQ, bk.D), np.float32)).copy_to_host()
+        ref, base = o2.copy_to_host(), o.copy_to_host()   # what the timed calls left there
         err = float(np.max(np.abs(ref - base)) / np.max(np.abs(base)))
         print(f"# batch {batch}: shipped attention with combine_warp against attn_combine: "
               f"max error {err:.1e} of the largest output", flush=True)
@@ -189,19 +188,20 @@ def main(argv=None) -> int:
         for label, name, grid, threads, smem, pps, n_splits, epi in structures(n_pages, sm90, batch):
             k = mod.kernel(name, SIGNATURE)
             k.allow_shared(smem)
-            nv = min(bk.D, 1024 >> min(5, n_splits.bit_length() - 1))   # as paged_decode_attention
+            cgrid = attn_ops.combine_workgroups(HQ, n_splits, bk.D)   # as paged_decode_attention
 
-            def fn(st, k=k, grid=grid, threads=threads, smem=smem, pps=pps, n_splits=n_splits, epi=epi, nv=nv):
+            def fn(st, k=k, grid=grid, threads=threads, smem=smem, pps=pps, n_splits=n_splits, epi=epi,
+                   cgrid=cgrid):
                 k.launch((grid,), (threads,), out, kp, vp, table, n_pages, pps, part_o, part_ml, stream=st,
                          shared=smem)
                 if epi == 3:
-                    noop.launch((HQ * (bk.D // nv),), (THREADS,), out, kp, vp, table, n_pages, pps, part_o,
+                    noop.launch((cgrid,), (THREADS,), out, kp, vp, table, n_pages, pps, part_o,
                                 part_ml, stream=st)
                 if epi == 4:
                     warp_combine.launch((HQ * bk.D // 32,), (64,), merged, part_o, part_ml, n_splits, bk.D,
                                         stream=st)
                 if epi == 2:
-                    combine.launch((HQ * (bk.D // nv),), (THREADS,), merged, part_o, part_ml, n_splits, bk.D,
+                    combine.launch((cgrid,), (THREADS,), merged, part_o, part_ml, n_splits, bk.D,
                                    stream=st)
             rows.append((label, str(grid), bk.time_ms(dev, fn, iters, args.repeats)))
             if epi == 2:   # every split wrote values in [0, 1) with L = 1 (or L = 0, M = -inf if empty)

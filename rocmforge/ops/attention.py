@@ -22,7 +22,7 @@ from .kernels import (ATTN_GROUPS, ATTN_HEAD_DIMS, STAGED_DTYPE_NAMES, STAGED_HE
                       get_kernel, staged_kernel_name, staged_unaligned_head)
 
 __all__ = ["kv_write", "paged_decode_attention", "decode_attention", "decode_attention_cpu",
-           "decode_plan", "split_plan", "staged_heads", "staged_launch", "staged_plan",
+           "combine_workgroups", "decode_plan", "split_plan", "staged_heads", "staged_launch", "staged_plan",
            "staged_shared_bytes", "staged_unsupported", "workspace_bytes"]
 
 STAGED_TILE = 16        # positions per staged step
@@ -338,10 +338,17 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, seq_lens, *, dtype, 
             part_o, part_ml, q, k_pages, v_pages, page_table, seq_lens, hq, num_kv_heads, group // g,
             page_size, shift, row_bytes, page_table.shape[1], n_splits, per, w, scale, cap,
             stream=stream)
-    nv = min(d, 1024 >> min(5, n_splits.bit_length() - 1))   # values per combine workgroup
-    get_kernel(dev, "attn_combine").launch((batch * hq * (d // nv),), (THREADS,), out, part_o,
-                                           part_ml, n_splits, d, stream=stream)
+    get_kernel(dev, "attn_combine").launch((combine_workgroups(batch * hq, n_splits, d),), (THREADS,),
+                                           out, part_o, part_ml, n_splits, d, stream=stream)
     return out
+
+
+def combine_workgroups(n_rows: int, n_splits: int, head_dim: int) -> int:
+    """attn_combine's grid for ``n_rows`` (sequence, query head) rows: one workgroup per NV
+    values of a row, NV = min(head_dim, 1024 / the largest power of two <= min(n_splits, 32))
+    (kernels/attention.hip computes the same NV from its arguments)."""
+    nv = min(head_dim, 1024 >> min(5, int(n_splits).bit_length() - 1))
+    return n_rows * (head_dim // nv)
 
 
 def decode_plan(device, dtype, head_dim: int, num_kv_heads: int, n_q_heads: int, page_size: int,
